@@ -20,7 +20,9 @@ def resolve_config_path(path: str | Path) -> Path:
     for cand in (MODELS_DIR / p, MODELS_DIR / f"{p}.yaml"):
         if cand.is_file():
             return cand
-    raise ConfigError(f"config file {str(path)!r} not found (looked in the working directory and {MODELS_DIR})")
+    raise ConfigError(
+        f"config file {str(path)!r} not found (looked in the working directory and {MODELS_DIR})"
+    )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -19,8 +19,27 @@ def phi(name, v):
     raise ValueError(name)
 
 
-def simulate(W, b, Q, acts, x, r_star, *, k_p, alpha, dt, tcr, T, proactive=True,
-             form="code", K_I=1.0, instantaneous=True, tau_A=None, sigma=0.0, xi=None):
+def simulate(
+    W,
+    b,
+    Q,
+    acts,
+    x,
+    r_star,
+    *,
+    k_p,
+    alpha,
+    dt,
+    tcr,
+    T,
+    proactive=True,
+    form="code",
+    K_I=1.0,
+    instantaneous=True,
+    tau_A=None,
+    sigma=0.0,
+    xi=None,
+):
     """Return per-step states of one sample: dict of lists over t of per-layer arrays.
 
     tau_A None: forward phase (v_A = Q u exactly). Otherwise the apical low-pass filter with

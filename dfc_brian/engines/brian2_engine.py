@@ -231,7 +231,9 @@ class BrianDFC:
         record = tuple(record)
         for name in record:
             if name not in RECORDABLE + tuple(CONTROLLER_RECORDABLE):
-                raise ConfigError(f"cannot record {name!r}; choose from {RECORDABLE + tuple(CONTROLLER_RECORDABLE)}")
+                raise ConfigError(
+                    f"cannot record {name!r}; choose from {RECORDABLE + tuple(CONTROLLER_RECORDABLE)}"
+                )
         layers = tuple(range(1, L + 1)) if layers is None else tuple(int(i) for i in layers)
         for i in layers:
             if not 1 <= i <= L:
@@ -248,7 +250,9 @@ class BrianDFC:
             raise ConfigError("record_every must be >= 1")
         ctrl = self._phase_controller(phase)
         if ctrl.tmax % record_every:
-            raise ConfigError(f"record_every = {record_every} must divide the number of steps T = {ctrl.tmax}")
+            raise ConfigError(
+                f"record_every = {record_every} must divide the number of steps T = {ctrl.tmax}"
+            )
         if y is None:
             y = np.zeros((len(X), self.params.network.n_out))
         key = _SimKey(phase, plasticity, len(X), record, layers, neurons, record_every)
@@ -258,7 +262,9 @@ class BrianDFC:
                 sim = _Simulation(self, key, ctrl, B, X, y)
                 self._standalone_sim = sim
             elif sim.B != B:
-                raise ConfigError("a built standalone simulation cannot change batch_size; make a new BrianDFC")
+                raise ConfigError(
+                    "a built standalone simulation cannot change batch_size; make a new BrianDFC"
+                )
         else:
             sim = _Simulation(self, key, ctrl, B, X, y)
         res = sim.run(X, y)
@@ -273,8 +279,9 @@ class BrianDFC:
 class _Simulation:
     """One built Brian2 network for one configuration; re-runnable with new data."""
 
-    def __init__(self, owner: BrianDFC, key: _SimKey, ctrl: ControllerParams, B: int,
-                 X: np.ndarray, y: np.ndarray) -> None:
+    def __init__(
+        self, owner: BrianDFC, key: _SimKey, ctrl: ControllerParams, B: int, X: np.ndarray, y: np.ndarray
+    ) -> None:
         import brian2 as b2
 
         self.b2 = b2
@@ -329,10 +336,22 @@ class _Simulation:
 
         objs = []
         # Input population r_0 = x
-        inp = b2.NeuronGroup(spec.sizes[0], eq.INPUT_EQUATIONS, method="euler", name="input",
-                             order=eq.SCHEDULE["sample_start_input"], dt=self.clock_dt, namespace=ns)
-        inp.run_regularly(eq.INPUT_SAMPLE_START_CODE, dt=sample_dt, when="groups",
-                          order=eq.SCHEDULE["sample_start_input"], name="input_sample_start")
+        inp = b2.NeuronGroup(
+            spec.sizes[0],
+            eq.INPUT_EQUATIONS,
+            method="euler",
+            name="input",
+            order=eq.SCHEDULE["sample_start_input"],
+            dt=self.clock_dt,
+            namespace=ns,
+        )
+        inp.run_regularly(
+            eq.INPUT_SAMPLE_START_CODE,
+            dt=sample_dt,
+            when="groups",
+            order=eq.SCHEDULE["sample_start_input"],
+            name="input_sample_start",
+        )
         objs.append(inp)
         # Layers of multi-compartment neurons
         self.layers, self.fwd, self.fb = [], [], []
@@ -340,35 +359,70 @@ class _Simulation:
         pre_rate = "r" if ctrl.instantaneous else "r_prev"
         for i in range(1, L + 1):
             act = spec.activations[i - 1]
-            G = b2.NeuronGroup(spec.sizes[i], eq.layer_equations(noise), method="euler",
-                               name=f"layer{i}", order=eq.layer_order(i, "apical"),
-                               dt=self.clock_dt, namespace=ns)
+            G = b2.NeuronGroup(
+                spec.sizes[i],
+                eq.layer_equations(noise),
+                method="euler",
+                name=f"layer{i}",
+                order=eq.layer_order(i, "apical"),
+                dt=self.clock_dt,
+                namespace=ns,
+            )
             G.t_diverged = -1
-            G.run_regularly(eq.basal_code(), when="groups", order=eq.layer_order(i, "basal"),
-                            name=f"layer{i}_basal")
-            G.run_regularly(eq.soma_code(act), when="groups", order=eq.layer_order(i, "soma"),
-                            name=f"layer{i}_soma")
-            G.run_regularly(eq.layer_sample_start_code(act), dt=sample_dt, when="groups",
-                            order=eq.layer_order(i, "sample_start_layer"), name=f"layer{i}_sample_start")
-            G.run_regularly(eq.DIVERGENCE_CODE, when="groups", order=eq.layer_order(i, "divergence_check"),
-                            name=f"layer{i}_divergence")
+            G.run_regularly(
+                eq.basal_code(), when="groups", order=eq.layer_order(i, "basal"), name=f"layer{i}_basal"
+            )
+            G.run_regularly(
+                eq.soma_code(act), when="groups", order=eq.layer_order(i, "soma"), name=f"layer{i}_soma"
+            )
+            G.run_regularly(
+                eq.layer_sample_start_code(act),
+                dt=sample_dt,
+                when="groups",
+                order=eq.layer_order(i, "sample_start_layer"),
+                name=f"layer{i}_sample_start",
+            )
+            G.run_regularly(
+                eq.DIVERGENCE_CODE,
+                when="groups",
+                order=eq.layer_order(i, "divergence_check"),
+                name=f"layer{i}_divergence",
+            )
             if not ctrl.instantaneous:
-                G.run_regularly(eq.KEEP_RATE_CODE, when="groups", order=eq.SCHEDULE["keep_rates"],
-                                name=f"layer{i}_keep_rate")
+                G.run_regularly(
+                    eq.KEEP_RATE_CODE,
+                    when="groups",
+                    order=eq.SCHEDULE["keep_rates"],
+                    name=f"layer{i}_keep_rate",
+                )
             self.layers.append(G)
             objs.append(G)
             pre = G
         out = self.layers[-1]
         # PI controller population
-        C = b2.NeuronGroup(spec.n_out, eq.controller_equations(ctrl.form), method="euler",
-                           name="controller", order=eq.SCHEDULE["controller_integrate"],
-                           dt=self.clock_dt, namespace=ns)
+        C = b2.NeuronGroup(
+            spec.n_out,
+            eq.controller_equations(ctrl.form),
+            method="euler",
+            name="controller",
+            order=eq.SCHEDULE["controller_integrate"],
+            dt=self.clock_dt,
+            namespace=ns,
+        )
         C.r_L = b2.linked_var(out, "r")
         if not ctrl.proactive:
-            C.run_regularly(eq.CONTROLLER_KEEP_CODE, when="groups", order=eq.SCHEDULE["controller_keep_u"],
-                            name="controller_keep_u")
-        C.run_regularly(eq.controller_output_code(ctrl.form), when="groups",
-                        order=eq.SCHEDULE["controller_output"], name="controller_output")
+            C.run_regularly(
+                eq.CONTROLLER_KEEP_CODE,
+                when="groups",
+                order=eq.SCHEDULE["controller_keep_u"],
+                name="controller_keep_u",
+            )
+        C.run_regularly(
+            eq.controller_output_code(ctrl.form),
+            when="groups",
+            order=eq.SCHEDULE["controller_output"],
+            name="controller_output",
+        )
         # new sample: the target from the network's own feedforward output (after the
         # output layer's feedforward reset), and u = u_int = 0
         target_order = eq.layer_order(L, "sample_start_controller")
@@ -378,8 +432,13 @@ class _Simulation:
             S_exp.summed_updaters["sum_exp_post"].order = eq.layer_order(L, "softmax_sum")
             objs.append(S_exp)
         target_code = eq.TARGET_CODE[spec.loss]
-        C.run_regularly(target_code + "\n" + eq.CONTROLLER_SAMPLE_START_CODE, dt=sample_dt, when="groups",
-                        order=target_order, name="controller_sample_start")
+        C.run_regularly(
+            target_code + "\n" + eq.CONTROLLER_SAMPLE_START_CODE,
+            dt=sample_dt,
+            when="groups",
+            order=target_order,
+            name="controller_sample_start",
+        )
         objs.append(C)
         # Synapses
         u_var = "u" if ctrl.proactive else "u_prev"
@@ -391,24 +450,55 @@ class _Simulation:
             G = self.layers[i - 1]
             n_post, n_pre = spec.sizes[i], spec.sizes[i - 1]
             sm = eq.forward_synapse_model(pre_rate, fwd_plast)
-            S = b2.Synapses(pre, G, sm.model, method="euler", name=f"W{i}", order=plast_order,
-                            dt=self.clock_dt, namespace=ns)
+            S = b2.Synapses(
+                pre,
+                G,
+                sm.model,
+                method="euler",
+                name=f"W{i}",
+                order=plast_order,
+                dt=self.clock_dt,
+                namespace=ns,
+            )
             S.connect(i=np.tile(np.arange(n_pre), n_post), j=np.repeat(np.arange(n_post), n_pre))
             S.summed_updaters["I_basal_post"].order = eq.layer_order(i, "summed_inputs")
             if sm.on_step:
                 S.run_regularly(sm.on_step, when="groups", order=plast_order, name=f"W{i}_accumulate")
-                S.run_regularly("dW_ss += (r_post - r_basal_post)*r_pre*int(t > 0*second)", dt=sample_dt,
-                                when="groups", order=0, name=f"W{i}_last_step")
-                G.run_regularly(eq.BIAS_ACCUMULATE_CODE, when="groups", order=plast_order,
-                                name=f"layer{i}_bias_accumulate")
-                G.run_regularly("db_ss += (r - r_basal)*int(t > 0*second)", dt=sample_dt, when="groups",
-                                order=0, name=f"layer{i}_bias_last_step")
+                S.run_regularly(
+                    "dW_ss += (r_post - r_basal_post)*r_pre*int(t > 0*second)",
+                    dt=sample_dt,
+                    when="groups",
+                    order=0,
+                    name=f"W{i}_last_step",
+                )
+                G.run_regularly(
+                    eq.BIAS_ACCUMULATE_CODE,
+                    when="groups",
+                    order=plast_order,
+                    name=f"layer{i}_bias_accumulate",
+                )
+                G.run_regularly(
+                    "db_ss += (r - r_basal)*int(t > 0*second)",
+                    dt=sample_dt,
+                    when="groups",
+                    order=0,
+                    name=f"layer{i}_bias_last_step",
+                )
             elif fwd_plast == "online":
-                G.run_regularly(eq.BIAS_ONLINE_CODE, when="groups", order=plast_order,
-                                name=f"layer{i}_bias_online")
+                G.run_regularly(
+                    eq.BIAS_ONLINE_CODE, when="groups", order=plast_order, name=f"layer{i}_bias_online"
+                )
             fm = eq.feedback_synapse_model(u_var, fb_plastic)
-            F = b2.Synapses(C, G, fm.model, method="euler", name=f"Q{i}", order=plast_order,
-                            dt=self.clock_dt, namespace=ns)
+            F = b2.Synapses(
+                C,
+                G,
+                fm.model,
+                method="euler",
+                name=f"Q{i}",
+                order=plast_order,
+                dt=self.clock_dt,
+                namespace=ns,
+            )
             F.connect(i=np.tile(np.arange(spec.n_out), n_post), j=np.repeat(np.arange(n_post), spec.n_out))
             F.summed_updaters["I_apical_post"].order = eq.layer_order(i, "summed_inputs")
             self.fwd.append(S)
@@ -423,20 +513,40 @@ class _Simulation:
         if rec_layer:
             for li, nrn in zip(key.layers, key.neurons):
                 G = self.layers[li - 1]
-                m = b2.StateMonitor(G, rec_layer, record=True if nrn is None else list(nrn), dt=rec_dt,
-                                    when="end", name=f"monitor_layer{li}")
+                m = b2.StateMonitor(
+                    G,
+                    rec_layer,
+                    record=True if nrn is None else list(nrn),
+                    dt=rec_dt,
+                    when="end",
+                    name=f"monitor_layer{li}",
+                )
                 self.layer_mons[li] = m
                 objs.append(m)
         self.ctrl_mon = None
         if rec_ctrl:
-            self.ctrl_mon = b2.StateMonitor(C, [CONTROLLER_RECORDABLE[v] for v in rec_ctrl], record=True, dt=rec_dt, when="end",
-                                            name="monitor_controller")
+            self.ctrl_mon = b2.StateMonitor(
+                C,
+                [CONTROLLER_RECORDABLE[v] for v in rec_ctrl],
+                record=True,
+                dt=rec_dt,
+                when="end",
+                name="monitor_controller",
+            )
             objs.append(self.ctrl_mon)
         # state at the first step (feedforward) and at the last step of each sample
-        self.start_mon = b2.StateMonitor(C, ["r_L", "error"], record=True, dt=sample_dt, when="end",
-                                         name="monitor_sample_start")
-        self.end_mon = b2.StateMonitor(C, ["r_L", "error", "u", "r_star"], record=True, dt=sample_dt,
-                                       when="groups", order=0, name="monitor_sample_end")
+        self.start_mon = b2.StateMonitor(
+            C, ["r_L", "error"], record=True, dt=sample_dt, when="end", name="monitor_sample_start"
+        )
+        self.end_mon = b2.StateMonitor(
+            C,
+            ["r_L", "error", "u", "r_star"],
+            record=True,
+            dt=sample_dt,
+            when="groups",
+            order=0,
+            name="monitor_sample_end",
+        )
         objs += [self.start_mon, self.end_mon]
         self.controller = C
         self.input = inp
@@ -451,9 +561,10 @@ class _Simulation:
         for i, (S, F, G) in enumerate(zip(self.fwd, self.fb, self.layers)):
             vals = {S.w: w.W[i].ravel(), F.Q: w.Q[i].ravel(), G.b: w.b[i]}
             if "dW_acc" in S.variables:
-                z = np.zeros(S.w.shape if self.built else w.W[i].size)
-                vals.update({S.dW_acc: z, S.dW_ss: z, G.db_acc: np.zeros(len(w.b[i])),
-                             G.db_ss: np.zeros(len(w.b[i]))})
+                z = np.zeros(w.W[i].size)
+                vals.update(
+                    {S.dW_acc: z, S.dW_ss: z, G.db_acc: np.zeros(len(w.b[i])), G.db_ss: np.zeros(len(w.b[i]))}
+                )
             args.update(vals)
         return args
 
@@ -490,7 +601,9 @@ class _Simulation:
                 t_first = float(td[td >= 0].min())
                 k = int(round(t_first / self.ctrl.dt))
                 raise DivergenceError(
-                    i - 1, k % T, key.phase,
+                    i - 1,
+                    k % T,
+                    key.phase,
                     f"Brian2 engine, sample {k // T}, t = {t_first:.6g} tau_u, |v_soma| > {owner.v_max:g} "
                     "or NaN; reduce the step size, the gains or the learning rate",
                 )

@@ -77,7 +77,7 @@ SCHEDULE = {
     "controller_output": 3,  # u[t+1] = u_int[t+1] + k_p e[t]
     "sample_start_input": 4,  # new sample: load x into the input population
     "keep_rates": 6,  # every layer: r_prev = r (non-instantaneous transmission only)
-        # per layer, offsets from 100*i:
+    # per layer, offsets from 100*i:
     "summed_inputs": -4,  # W r_{i-1} -> I_basal, Q u -> I_apical (summed synapses)
     "basal": -3,  # v_basal = I_basal + b
     "apical": -2,  # state updater: Euler(-Maruyama) step of v_apical
@@ -142,6 +142,7 @@ def layer_sample_start_code(activation: str) -> str:
     v_apical = 0
     r = {phi(activation, "v_soma")}
     r_basal = r
+    r_prev = r
     """
 
 
@@ -200,6 +201,7 @@ u = 0
 u_prev = 0
 """
 
+
 # ---------------------------------------------------------------------------------------------
 # Synapses
 # ---------------------------------------------------------------------------------------------
@@ -219,16 +221,15 @@ def forward_synapse_model(pre_rate: str, plasticity: str) -> SynapseModel:
     to be applied by an optimiser outside); ``online`` (continuous plasticity
     :math:`\\tau_W \\dot W = (\\phi(v) - \\phi(v^B)) r_{i-1}^T`, minibatch of 1).
     """
-    lines = [
-        "w : 1  # forward weight W_i[post, pre]",
-        f"I_basal_post = w*{pre_rate}_pre : 1 (summed)  # basal input W_i r_(i-1)",
-    ]
+    if plasticity == "online":
+        weight = "dw/dt = (r_post - r_basal_post)*r_pre/tau_W : 1 (clock-driven)  # W_i[post, pre], plastic"
+    else:
+        weight = "w : 1  # forward weight W_i[post, pre]"
+    lines = [weight, f"I_basal_post = w*{pre_rate}_pre : 1 (summed)  # basal input W_i r_(i-1)"]
     code = ""
     if plasticity == "accumulate":
         lines += ["dW_acc : 1  # time-averaged DFC update", "dW_ss : 1  # DFC-SS update (last step)"]
         code = "dW_acc += (r_post - r_basal_post)*r_pre/T_steps"
-    elif plasticity == "online":
-        lines += ["dw/dt = (r_post - r_basal_post)*r_pre/tau_W : 1 (clock-driven)  # forward plasticity"]
     return SynapseModel("\n".join(lines), code)
 
 
@@ -238,16 +239,16 @@ def feedback_synapse_model(u_var: str, plastic: bool) -> SynapseModel:
     With ``plastic`` the anti-Hebbian rule
     :math:`\\tau_Q \\dot Q = -\\tilde\\sigma^{-2} v^A u^T - \\beta Q` runs (sleep phase).
     """
-    lines = [
-        "Q : 1  # feedback weight Q_i[post, pre]",
-        f"I_apical_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u",
-    ]
     if plastic:
-        lines += [
+        weight = (
             "dQ/dt = -(v_apical_post*u_pre/sigma_tilde**2 + beta*Q)/tau_Q : 1 (clock-driven)"
-            "  # anti-Hebbian feedback plasticity",
-        ]
-    return SynapseModel("\n".join(lines))
+            "  # Q_i[post, pre], anti-Hebbian"
+        )
+    else:
+        weight = "Q : 1  # feedback weight Q_i[post, pre]"
+    return SynapseModel(
+        "\n".join([weight, f"I_apical_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u"])
+    )
 
 
 BIAS_ONLINE_CODE = "b += dt*(r - r_basal)/tau_W"

@@ -178,7 +178,9 @@ class SleepParams:
                 "somatic Euler step would exceed 1 (unstable)"
             )
         if self.dt_fb > self.tau_A:
-            raise ConfigError(f"sleep.dt_fb = {self.dt_fb} is larger than sleep.tau_A = {self.tau_A} (unstable)")
+            raise ConfigError(
+                f"sleep.dt_fb = {self.dt_fb} is larger than sleep.tau_A = {self.tau_A} (unstable)"
+            )
 
     @property
     def sigma_tilde(self) -> float:
@@ -188,8 +190,13 @@ class SleepParams:
     def as_controller(self, base: ControllerParams) -> ControllerParams:
         """Controller parameters of the sleep phase (no target step, no error)."""
         return dataclasses.replace(
-            base, k_p=self.k_p_fb, alpha=self.alpha_fb, dt=self.dt_fb, tmax=self.tmax_fb,
-            tcr=self.tcr_fb, target_stepsize=0.0,
+            base,
+            k_p=self.k_p_fb,
+            alpha=self.alpha_fb,
+            dt=self.dt_fb,
+            tmax=self.tmax_fb,
+            tcr=self.tcr_fb,
+            target_stepsize=0.0,
         )
 
 

@@ -1,0 +1,383 @@
+"""The Brian2 model against analytic results and the independent NumPy rendering of the spec."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfc_brian import (
+    ConfigError,
+    ControllerParams,
+    ModelParams,
+    NetworkSpec,
+    SleepParams,
+    init_weights,
+    weight_product_Q,
+)
+from dfc_brian.engines.brian2_engine import BrianDFC
+from dfc_brian.engines.errors import DivergenceError
+from tests import reference as ref
+
+
+def _net(acts=("tanh", "tanh", "linear"), sizes=(4, 5, 3, 2), loss="mse", seed=1, **ctrl):
+    spec = NetworkSpec(sizes, acts, loss=loss)
+    kw = dict(k_p=1.5, alpha=0.01, dt=0.02, tmax=30, tcr=0.2, target_stepsize=0.5)
+    kw.update(ctrl)
+    p = ModelParams(
+        spec,
+        ControllerParams(**kw),
+        SleepParams(sigma=0.05, k_p_fb=0.3, alpha_fb=0.2, dt_fb=0.01, tmax_fb=20, tcr_fb=0.05, tau_A=0.1),
+    )
+    w = init_weights(spec, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    for i in range(len(acts)):  # random, non-trivial feedback weights and biases
+        w.Q[i] = rng.normal(0, 0.7, size=w.Q[i].shape)
+        w.b[i] = rng.normal(0, 0.3, size=w.b[i].shape)
+    return p, w
+
+
+def _feedforward(w, acts, x):
+    r = x
+    for i, a in enumerate(acts):
+        r = ref.phi(a, w.W[i] @ r + w.b[i])
+    return r
+
+
+def _target(p, w, x, y, B):
+    r = _feedforward(w, p.network.activations, x)
+    lam = p.controller.target_stepsize
+    if p.network.loss == "mse":
+        return r - lam * 2 * (r - y) / (B * len(r))
+    s = np.exp(r - r.max())
+    return r - lam / B * (s / s.sum() - y)
+
+
+def _compare(res, hist, k, L, tol=1e-9):
+    T = len(hist["u"])
+    for name in ("v_soma", "v_basal", "v_apical", "r"):
+        for i in range(L):
+            expected = np.array([hist[name][t][i] for t in range(T)])
+            np.testing.assert_allclose(res.layer_vars[name][i][k], expected, rtol=0, atol=tol, err_msg=name)
+    for name in ("u", "u_int", "e"):
+        np.testing.assert_allclose(
+            res.controller_vars[name][k], np.array(hist[name]), rtol=0, atol=tol, err_msg=name
+        )
+
+
+ALL = ("v_soma", "v_basal", "v_apical", "r", "u", "u_int", "e")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(form="slides", K_I=0.7),
+        dict(proactive=False),
+        dict(instantaneous=False),
+        dict(loss="ce"),
+        dict(acts=("relu", "tanh", "tanh")),
+    ],
+    ids=["code", "slides", "not-proactive", "not-instantaneous", "cross-entropy", "relu-tanh"],
+)
+def test_controlled_phase_equals_numpy_reference(variant):
+    variant = dict(variant)
+    loss = variant.pop("loss", "mse")
+    acts = variant.pop("acts", ("tanh", "tanh", "linear"))
+    p, w = _net(acts=acts, loss=loss, **variant)
+    rng = np.random.default_rng(7)
+    B = 3
+    X = rng.uniform(-1, 1, (B, 4))
+    y = rng.integers(0, 2, B) if loss == "ce" else rng.normal(size=(B, 2))
+    Y = np.eye(2)[y] if loss == "ce" else y
+    res = BrianDFC(p, w).controlled_phase(X, y, record=ALL)
+    c = p.controller
+    for k in range(B):
+        r_star = _target(p, w, X[k], Y[k], B)
+        hist = ref.simulate(
+            w.W,
+            w.b,
+            w.Q,
+            acts,
+            X[k],
+            r_star,
+            k_p=c.k_p,
+            alpha=c.alpha,
+            dt=c.dt,
+            tcr=c.tcr,
+            T=c.tmax,
+            proactive=c.proactive,
+            form=c.form,
+            K_I=c.K_I,
+            instantaneous=c.instantaneous,
+        )
+        _compare(res, hist, k, 3)
+        np.testing.assert_allclose(res.r_star[k], r_star, atol=1e-12)
+    assert res.t.shape == (c.tmax,)
+    np.testing.assert_allclose(res.t[1], c.dt)
+
+
+def test_dfc_and_ss_updates_equal_reference():
+    p, w = _net()
+    rng = np.random.default_rng(3)
+    X, Y = rng.uniform(-1, 1, (2, 4)), rng.normal(size=(2, 2))
+    res = BrianDFC(p, w).controlled_phase(X, Y)
+    c = p.controller
+    dW, db, dW_ss, db_ss = [0] * 3, [0] * 3, [0] * 3, [0] * 3
+    for k in range(2):
+        h = ref.simulate(
+            w.W,
+            w.b,
+            w.Q,
+            p.network.activations,
+            X[k],
+            _target(p, w, X[k], Y[k], 2),
+            k_p=c.k_p,
+            alpha=c.alpha,
+            dt=c.dt,
+            tcr=c.tcr,
+            T=c.tmax,
+        )
+        a, bb = ref.dfc_update(h, p.network.activations, X[k])
+        for i in range(3):
+            dW[i] = dW[i] + a[i] / 2
+            db[i] = db[i] + bb[i] / 2
+            act = p.network.activations[i]
+            delta = ref.phi(act, h["v_soma"][-1][i]) - ref.phi(act, h["v_basal"][-1][i])
+            pre = X[k] if i == 0 else h["r"][-1][i - 1]
+            dW_ss[i] = dW_ss[i] + np.outer(delta, pre) / 2
+            db_ss[i] = db_ss[i] + delta / 2
+    for i in range(3):
+        assert np.abs(dW[i]).max() > 1e-4  # a real, non-zero update
+        np.testing.assert_allclose(res.dW_dfc[i], dW[i], atol=1e-12)
+        np.testing.assert_allclose(res.db_dfc[i], db[i], atol=1e-12)
+        np.testing.assert_allclose(res.dW_ss[i], dW_ss[i], atol=1e-12)
+        np.testing.assert_allclose(res.db_ss[i], db_ss[i], atol=1e-12)
+
+
+def test_noiseless_sleep_dynamics_equal_reference():
+    p, w = _net()
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-1, 1, (2, 4))
+    net = BrianDFC(p, w)
+    res = net.sleep_phase(X, noise=False, plastic=False, record=ALL)
+    s = p.sleep
+    for k in range(2):
+        r_ff = _feedforward(w, p.network.activations, X[k])
+        zero_noise = [[np.zeros(n) for n in (5, 3, 2)] for _ in range(s.tmax_fb)]
+        hist = ref.simulate(
+            w.W,
+            w.b,
+            w.Q,
+            p.network.activations,
+            X[k],
+            r_ff,
+            k_p=s.k_p_fb,
+            alpha=s.alpha_fb,
+            dt=s.dt_fb,
+            tcr=s.tcr_fb,
+            T=s.tmax_fb,
+            tau_A=s.tau_A,
+            sigma=0.0,
+            xi=zero_noise,
+        )
+        _compare(res, hist, k, 3)
+    # no error, no noise: the network stays at its feedforward state
+    np.testing.assert_allclose(res.v_soma[2][:, -1], res.v_basal[2][:, 0], atol=1e-12)
+
+
+def test_no_control_steady_state_is_feedforward_pass():
+    """Without an output error (lambda = 0) every layer stays at r_i = phi(W_i r_{i-1} + b_i)."""
+    p, w = _net(target_stepsize=0.0, tmax=20)
+    X = np.random.default_rng(5).uniform(-1, 1, (2, 4))
+    res = BrianDFC(p, w).controlled_phase(X, np.zeros((2, 2)), record=("r", "u"))
+    for k in range(2):
+        r = X[k]
+        for i, act in enumerate(p.network.activations):
+            r = ref.phi(act, w.W[i] @ r + w.b[i])
+            np.testing.assert_allclose(res.r[i][k], np.broadcast_to(r, res.r[i][k].shape), atol=1e-14)
+    assert np.abs(res.u).max() == 0.0
+
+
+def test_controlled_steady_state_is_target_minus_alpha_u():
+    """Under control, r_L converges to r_L* - alpha u (spec section 1), and the spec's
+    convergence criteria flag the samples as converged."""
+    p, w = _net(alpha=0.05, k_p=1.0, dt=0.05, tmax=3000, tcr=0.2)
+    w.Q = weight_product_Q(w.W)  # Q_i = W_(i+1)^T..W_L^T: a stable controller
+    rng = np.random.default_rng(6)
+    X, Y = rng.uniform(-1, 1, (2, 4)), rng.normal(size=(2, 2))
+    res = BrianDFC(p, w).controlled_phase(X, Y)
+    gap = np.linalg.norm(res.r_L_end - (res.r_star - p.controller.alpha * res.u_end), axis=1)
+    assert np.all(gap < 1e-8), gap
+    assert np.all(np.linalg.norm(res.r_L_end - res.r_star, axis=1) > 1e-4)  # not trivially at target
+    assert res.converged.all()
+
+
+def test_weight_round_trip_and_index_order():
+    p, w = _net()
+    # distinct values: W[i][post, pre] = 1 + post + 0.01 * pre
+    for i, W in enumerate(w.W):
+        post, pre = np.indices(W.shape)
+        w.W[i] = 0.1 * (1 + post + 0.01 * pre)
+    net = BrianDFC(p, w)
+    back = net.get_weights()
+    for i in range(3):
+        np.testing.assert_array_equal(back.W[i], w.W[i])
+        np.testing.assert_array_equal(back.Q[i], w.Q[i])
+    x = np.random.default_rng(8).uniform(-1, 1, (1, 4))
+    res = net.controlled_phase(x, np.zeros((1, 2)), record=("I_basal",), layers=[1], neurons=[[0, 4]])
+    np.testing.assert_allclose(res.I_basal[0][0, 0], (w.W[0] @ x[0])[[0, 4]], atol=1e-14)
+    assert res.I_basal[1] is None
+    np.testing.assert_array_equal(res.neurons[0], [0, 4])
+
+
+def test_online_training_lowers_student_teacher_loss():
+    spec = NetworkSpec((6, 8, 3), ("tanh", "linear"), loss="mse")
+    p = ModelParams(
+        spec, ControllerParams(k_p=1.0, alpha=0.01, dt=0.05, tmax=60, tcr=0.2, target_stepsize=0.5)
+    )
+    teacher = init_weights(spec, seed=5, q_init="weight_product")
+    rng = np.random.default_rng(0)
+    Xtr, Xte = rng.uniform(-1, 1, (400, 6)), rng.uniform(-1, 1, (200, 6))
+
+    def out(wt, X):
+        return np.array([_feedforward(wt, spec.activations, x) for x in X])
+
+    Ytr, Yte = 2 * out(teacher, Xtr), 2 * out(teacher, Xte)
+    w = init_weights(spec, seed=2, q_init="weight_product")
+    net = BrianDFC(p, w, tau_W=2.0)
+    loss0 = np.mean((out(w, Xte) - Yte) ** 2)
+    net.controlled_phase(Xtr, Ytr, plasticity="online")
+    loss1 = np.mean((out(net.get_weights(), Xte) - Yte) ** 2)
+    # measured: 1.095 -> 0.0126 (87x); demand at least 20x
+    assert loss1 < loss0 / 20, (loss0, loss1)
+
+
+def test_same_seed_same_noise_different_seed_differs():
+    p, w = _net()
+    X = np.random.default_rng(9).uniform(-1, 1, (2, 4))
+    Qs = []
+    for seed in (11, 11, 12):
+        net = BrianDFC(p, w, seed=seed, tau_Q=1.0)
+        res = net.sleep_phase(X, record=("v_apical",))
+        Qs.append(net.get_weights().Q[0])
+        assert np.std(res.v_apical[0]) > 0
+    np.testing.assert_array_equal(Qs[0], Qs[1])
+    assert np.abs(Qs[0] - Qs[2]).max() > 1e-6
+    assert np.abs(Qs[0] - w.Q[0]).max() > 1e-6  # Q did learn
+
+
+def test_sleep_noise_has_the_specified_variance():
+    """Apical compartments with Q = 0: an Ornstein-Uhlenbeck process whose Euler-Maruyama
+    stationary variance is sigma^2 dt / (tau_A^2 (1 - (1 - dt/tau_A)^2))."""
+    p, w = _net()
+    for i in range(3):
+        w.Q[i][:] = 0
+    s = p.sleep
+    X = np.random.default_rng(1).uniform(-1, 1, (40, 4))
+    res = BrianDFC(p, w, seed=3).sleep_phase(X, plastic=False, record=("v_apical",), layers=[1])
+    a = 1 - s.dt_fb / s.tau_A
+    k = np.arange(s.tmax_fb)
+    # variance after k steps from v_A = 0
+    expected = s.sigma**2 * s.dt_fb / s.tau_A**2 * (1 - a ** (2 * k)) / (1 - a**2)
+    measured = res.v_apical[0].var(axis=(0, 2))
+    late = slice(10, None)
+    np.testing.assert_allclose(measured[late].mean(), expected[late].mean(), rtol=0.15)
+
+
+@pytest.mark.parametrize(
+    "make, field",
+    [
+        (lambda: NetworkSpec((3, 2), ("tanh",), loss="mse"), None),
+        (lambda: NetworkSpec((3, 2), ("sigmoid",)), "model.activations[0]"),
+        (lambda: ControllerParams(dt=0.5, tcr=0.2), "controller.dt"),
+        (lambda: ControllerParams(tcr=-1.0), "controller.tcr"),
+        (lambda: ControllerParams(tmax=0), "controller.tmax"),
+        (lambda: SleepParams(tau_A=0), "sleep.tau_A"),
+        (lambda: ModelParams.from_dict({"controller": {}}), "model"),
+        (lambda: ModelParams.from_dict({"model": {"sizes": [2, 1]}}), "model.activations"),
+        (
+            lambda: ModelParams.from_dict(
+                {"model": {"sizes": [2, 1], "activations": ["linear"]}, "controller": {"kp": 1}}
+            ),
+            "kp",
+        ),
+    ],
+)
+def test_invalid_parameters_name_the_field(make, field):
+    if field is None:
+        make()
+        return
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        make()
+
+
+def test_bad_inputs_and_weights_name_the_argument():
+    p, w = _net()
+    net = BrianDFC(p, w)
+    with pytest.raises(ConfigError, match="X has shape"):
+        net.controlled_phase(np.zeros((2, 5)), np.zeros((2, 2)))
+    with pytest.raises(ConfigError, match="X contains non-finite"):
+        net.controlled_phase(np.full((1, 4), np.nan), np.zeros((1, 2)))
+    with pytest.raises(ConfigError, match="y has shape"):
+        net.controlled_phase(np.zeros((2, 4)), np.zeros((2, 3)))
+    with pytest.raises(ConfigError, match="target"):
+        BrianDFC(p, w, target="gpu")
+    bad = w.copy()
+    bad.W[1] = np.zeros((3, 4))
+    with pytest.raises(ConfigError, match=r"W\[1\] has shape"):
+        BrianDFC(p, bad)
+    bad = w.copy()
+    bad.Q[0][0, 0] = np.inf
+    with pytest.raises(ConfigError, match=r"Q\[0\] contains non-finite"):
+        BrianDFC(p, bad)
+    with pytest.raises(ConfigError, match="record_every"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("u",), record_every=7)
+    with pytest.raises(ConfigError, match="cannot record"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("v_dend",))
+
+
+def test_divergence_stops_with_layer_and_time():
+    p, w = _net(k_p=400.0, tmax=200, target_stepsize=5.0)
+    X = np.random.default_rng(2).uniform(-1, 1, (1, 4))
+    with pytest.raises(DivergenceError, match=r"layer \d .* at time step \d+"):
+        BrianDFC(p, w, v_max=1e3).controlled_phase(X, np.full((1, 2), 10.0))
+
+
+def test_scheduling_summary_has_layers_in_order():
+    p, w = _net()
+    net = BrianDFC(p, w)
+    from dfc_brian.engines.brian2_engine import _Simulation
+
+    X = np.zeros((1, 4))
+    sim = _Simulation(net, _key(), p.controller, 1, X, np.zeros((1, 2)))
+    summary = sim.scheduling_summary()
+    names = [e.name for e in summary.entries]
+    assert names.index("controller_output") < names.index("W1_summed_variable_I_basal_post")
+    assert names.index("layer1_soma") < names.index("W2_summed_variable_I_basal_post")
+    assert names.index("layer2_soma") < names.index("W3_summed_variable_I_basal_post")
+
+
+def _key():
+    from dfc_brian.engines.brian2_engine import _SimKey
+
+    return _SimKey("controlled", "none", 1, (), (1, 2, 3), (None, None, None), 1)
+
+
+@pytest.mark.standalone
+def test_cpp_standalone_built_once_equals_runtime(tmp_path):
+    p, w = _net(loss="ce")
+    rng = np.random.default_rng(10)
+    X1, X2 = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4))
+    y1, y2 = np.array([0, 1, 1]), np.array([1, 0, 0])
+    rt = BrianDFC(p, w)
+    a1 = rt.controlled_phase(X1, y1, record=("v_soma", "u"))
+    a2 = rt.controlled_phase(X2, y2, record=("v_soma", "u"))
+    sa = BrianDFC(p, w, target="cpp_standalone", directory=str(tmp_path / "proj"))
+    b1 = sa.controlled_phase(X1, y1, record=("v_soma", "u"))
+    b2 = sa.controlled_phase(X2, y2, record=("v_soma", "u"))  # re-run with run_args, no rebuild
+    assert sa._standalone_sim.built
+    for a, b in ((a1, b1), (a2, b2)):
+        np.testing.assert_allclose(b.v_soma[2], a.v_soma[2], atol=1e-12)
+        np.testing.assert_allclose(b.u, a.u, atol=1e-12)
+        np.testing.assert_allclose(b.dW_dfc[0], a.dW_dfc[0], atol=1e-12)
+    assert np.abs(a1.u - a2.u).max() > 1e-3  # the second run really used the new inputs
