@@ -679,9 +679,9 @@ def pi_system_matrix(
         M = np.broadcast_to(np.eye(N), (B, N, N)).copy()
         for i in range(1, len(sizes)):
             # d v_i^B / d v_{i-1} = W_i diag(phi'(v_{i-1}))
-            M[:, off[i] : off[i + 1], off[i - 1] : off[i]] = -weights.W[i] * _dphi(acts_t[i - 1], v[i - 1])[
-                :, None, :
-            ]
+            M[:, off[i] : off[i + 1], off[i - 1] : off[i]] = (
+                -weights.W[i] * _dphi(acts_t[i - 1], v[i - 1])[:, None, :]
+            )
         C = np.zeros((B, nL, N))
         C[:, :, off[-2] :] = np.einsum("jk,bk->bjk", np.eye(nL), _dphi(acts_t[-1], v[-1]))
     else:
