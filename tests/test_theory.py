@@ -251,8 +251,19 @@ def test_ssa_equals_simulated_steady_state_on_linear_net():
     assert th.lambda_max_pi(w, spec, x, alpha, k_p, tcr, form="network")[0] < -0.5
     _, r = th.feedforward(w, spec, x)
     delta = np.array([[0.1, -0.2]])
-    h = simulate(w.W, w.b, w.Q, spec.activations, x[0], r[-1][0] + delta[0],
-                 k_p=k_p, alpha=alpha, dt=0.005, tcr=tcr, T=5000)
+    h = simulate(
+        w.W,
+        w.b,
+        w.Q,
+        spec.activations,
+        x[0],
+        r[-1][0] + delta[0],
+        k_p=k_p,
+        alpha=alpha,
+        dt=0.005,
+        tcr=tcr,
+        T=5000,
+    )
     u_ss, _ = th.ssa_steady_state(w, spec, x, delta, alpha)
     np.testing.assert_allclose(h["u"][-1], u_ss[0], rtol=1e-7)
     # DFC-SS update at the last step equals the SSA update (exact for a linear net)
@@ -374,8 +385,9 @@ def test_lambda_max_pi_network_matches_simulated_decay():
     assert -0.3 < lam_net < -0.05 and lam_api < -1.0  # the reduced form is far more stable here
     _, r = th.feedforward(w, spec, x)
     delta = np.array([[0.1, -0.2]])
-    h = simulate(w.W, w.b, w.Q, spec.activations, x[0], r[-1][0] + delta[0],
-                 k_p=k_p, alpha=alpha, dt=dt, tcr=tcr, T=T)
+    h = simulate(
+        w.W, w.b, w.Q, spec.activations, x[0], r[-1][0] + delta[0], k_p=k_p, alpha=alpha, dt=dt, tcr=tcr, T=T
+    )
     u_ss, _ = th.ssa_steady_state(w, spec, x, delta, alpha)
     d = np.linalg.norm(np.array(h["u"]) - u_ss[0], axis=1)
     t = dt * np.arange(T)
@@ -404,3 +416,58 @@ def test_lambda_max_pi_apical_matches_simulated_decay():
     t = dt * np.arange(T)
     # 0.5 %: the network form of the same system differs by 1.4 % here
     assert _decay_rate(t, d, 8.0, 16.0, 2.5) == pytest.approx(lam, rel=0.005)
+
+
+# ----------------------------------------------------------------------------------------
+# Fig. 2 experiment and plotting
+# ----------------------------------------------------------------------------------------
+
+
+def test_fig2_experiment_properties():
+    from dfc_brian.analysis.fig2 import fig2_experiment
+
+    res = fig2_experiment(n_samples=300, alpha=0.0, seed=1)
+    J = res.J
+    assert res.Q.shape == (300, 4, 2) and res.proj_Q.shape == (300, 2)
+    np.testing.assert_allclose(np.linalg.norm(res.Q, axis=(1, 2)), 1.0)
+    # every kept Q is stable and lies in row(J): Q = J^T M exactly
+    assert np.all(res.lambda_max < 0)
+    for Qk, Mk in zip(res.Q[:20], res.M[:20], strict=True):
+        ev = np.linalg.eigvals(J @ (J.T @ Mk))
+        assert np.all(ev.real > 0)
+        assert th.angle(Qk, J.T @ Mk) < 1e-6
+    # Gaussian M: stable iff det M > 0 and tr(J J^T M) > 0, about a quarter of the draws
+    assert 0.1 < res.acceptance_rate < 0.45
+    # damped pseudo-inverses run from J^+ (gamma -> 0) to the direction of J^T (gamma -> inf)
+    assert th.angle(res.damped[0], res.refs["J^+"]) < 1.0
+    assert th.angle(res.damped[-1], res.refs["J^T"]) < 1.0
+    # PCA axes are orthonormal and projections use them
+    np.testing.assert_allclose(res.components @ res.components.T, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(res.proj_refs["J^T"], (res.refs["J^T"].ravel() - res.mean) @ res.components.T)
+
+
+def test_plotting_functions_return_figures(tmp_path):
+    from matplotlib.figure import Figure
+
+    from dfc_brian.analysis.fig2 import fig2_experiment
+    from dfc_brian.plotting import STYLE_PATH, use_style
+    from dfc_brian.plotting.figures import (
+        plot_compartments,
+        plot_controller,
+        plot_fig2,
+        plot_training_curves,
+    )
+
+    assert STYLE_PATH.exists()
+    use_style()
+    t = np.linspace(0, 1, 20)
+    figs = [
+        plot_fig2(fig2_experiment(n_samples=50)),
+        plot_compartments(t, {"v_basal": np.ones((20, 2)), "v_soma": np.zeros((20, 2))}, "x"),
+        plot_controller(t, np.ones((3, 20, 1)), np.ones((3, 1)), np.zeros((3, 20, 1))),
+        plot_training_curves({"DFC": {"a": np.arange(5.0), "b": np.ones((2, 5))}}, ["a", "b"]),
+    ]
+    for k, fig in enumerate(figs):
+        assert isinstance(fig, Figure)
+        fig.savefig(tmp_path / f"f{k}.png")
+        assert (tmp_path / f"f{k}.png").stat().st_size > 0
