@@ -1,0 +1,610 @@
+"""Batched NumPy engine: the spec's Euler scheme for a whole minibatch with dense matmuls.
+
+This module integrates exactly the discretisation of ``shared/spec/DFC_SPEC.md`` section 2
+(the authors' code), for B samples at once. Layer index ``i = 0..L-1`` is paper layer
+``i + 1``; rates are row vectors, so a layer's basal input is ``r_{i-1} @ W_i.T + b_i``.
+
+Model (time in units of :math:`\\tau_u`, ``tcr`` :math:`= \\tau_v/\\tau_u`):
+
+.. math::
+    e[t] &= r_L^* - r_L[t] \\\\
+    u^{int}[t+1] &= u^{int}[t] + dt\\,(e[t] - \\alpha u[t]), \\qquad
+    u[t+1] = u^{int}[t+1] + k_p e[t] \\quad (\\text{form='code'}) \\\\
+    u^{int}[t+1] &= u^{int}[t] + dt\\,(e[t] - \\alpha u^{int}[t]), \\qquad
+    u[t+1] = K_I u^{int}[t+1] + k_p e[t] \\quad (\\text{form='slides'}) \\\\
+    v^B_i[t+1] &= W_i r_{i-1}[\\cdot] + b_i, \\qquad v^A_i[t+1] = Q_i u[\\cdot] \\\\
+    v_i[t+1] &= v_i[t] + \\frac{dt}{tcr}\\,(v^A_i[t+1] + v^B_i[t+1] - v_i[t]),
+    \\qquad r_i = \\phi(v_i)
+
+with ``r_{i-1}[t+1]`` (instantaneous transmission) or ``r_{i-1}[t]`` (otherwise), and
+``u[t+1]`` (proactive controller) or ``u[t]``. The two controller forms differ in where the
+leak acts: the authors' code (``'code'``, default) leaks the total output ``u`` and has
+:math:`K_I = 1`, so the steady state is :math:`e = \\alpha u`; the slides leak only the
+integral, so the steady state is :math:`e = \\alpha u^{int}`. In the sleep phase the apical
+compartment is a noisy low-pass filter,
+:math:`v^A_i[t+1] = v^A_i[t] + \\frac{dt}{\\tau_A}(-v^A_i[t] + Q_i u)
++ \\frac{\\sigma\\sqrt{dt}}{\\tau_A}\\xi`.
+
+Forward updates (nonlinear difference), all per-sample means over the minibatch:
+
+.. math::
+    \\Delta W_i^{DFC} = \\frac{1}{B}\\sum_b \\frac{1}{T}\\sum_{t=0}^{T-1}
+        \\big(\\phi(v_i[t]) - \\phi(v^B_i[t])\\big)\\, r_{i-1}[t]^T
+
+accumulated while integrating (no trajectory is stored unless ``record=True``); DFC-SS is the
+same expression at t = T-1 with the basal input rebuilt from ``r_{i-1}[T-1]``; DFC-SSA solves
+the linearised steady state :math:`u = (JQ + \\alpha I)^{-1}\\delta_L` (see :meth:`BatchedDFC.ssa`).
+
+Speed: the input is constant, so layer 1's basal voltage is computed once and its update is
+accumulated as a per-sample sum of differences (one matmul with X at the end); the other
+layers' terms are one (n_i x B) @ (B x n_{i-1}) matmul per step. Samples that fail the
+convergence test are removed afterwards by re-integrating the smaller of the two subsets
+(samples evolve independently), so the update of the converged ones is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dfc_brian.engines.errors import DivergenceError
+from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
+from dfc_brian.model.weights import Weights
+
+DIVERGENCE_LIMIT = 1e6  # |v| above this (or NaN) raises DivergenceError
+
+
+# ----------------------------------------------------------------------------- nonlinearities
+def phi(name: str, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rate function :math:`\\phi` (``tanh``, ``linear``, ``relu``); writes into ``out`` if given."""
+    if name == "tanh":
+        return np.tanh(v, out=out)
+    if name == "linear":
+        if out is None:
+            return v.copy()
+        np.copyto(out, v)
+        return out
+    if name == "relu":
+        return np.maximum(v, 0.0, out=out)
+    raise ConfigError(f"unknown activation {name!r}")
+
+
+def phi_prime(name: str, v: np.ndarray) -> np.ndarray:
+    """Derivative :math:`\\phi'(v)` elementwise."""
+    if name == "tanh":
+        t = np.tanh(v)
+        return 1.0 - t * t
+    if name == "linear":
+        return np.ones_like(v)
+    if name == "relu":
+        return (v > 0).astype(v.dtype)
+    raise ConfigError(f"unknown activation {name!r}")
+
+
+# ----------------------------------------------------------------------------- loss
+def _onehot(y: np.ndarray, n_out: int, B: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 1:
+        if y.shape != (B,):
+            raise ConfigError(f"y has shape {y.shape}, expected ({B},) labels or ({B}, {n_out}) one-hot")
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+                raise ConfigError("y labels must be integers")
+            y = y.astype(np.int64)
+        if y.min() < 0 or y.max() >= n_out:
+            raise ConfigError(f"y labels must lie in 0..{n_out - 1}")
+        oh = np.zeros((B, n_out))
+        oh[np.arange(B), y] = 1.0
+        return oh
+    if y.shape != (B, n_out):
+        raise ConfigError(f"y has shape {y.shape}, expected ({B},) labels or ({B}, {n_out}) one-hot")
+    if not np.all(np.isfinite(y)):
+        raise ConfigError("y contains non-finite values")
+    return y.astype(np.float64)
+
+
+def loss_and_grad(r_L: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
+    """Batch-mean loss and its gradient :math:`\\partial\\mathcal{L}/\\partial r_L` (B, n_L).
+
+    ``ce``: :math:`\\mathcal{L} = -\\frac1B\\sum_b \\log\\mathrm{softmax}(r_L)_{y_b}`, gradient
+    :math:`(\\mathrm{softmax}(r_L) - \\mathrm{onehot}(y))/B`. ``mse``:
+    :math:`\\mathcal{L} = \\frac{1}{B n_L}\\sum (r_L - y)^2`, gradient :math:`2(r_L - y)/(B n_L)`.
+    """
+    r_L = np.asarray(r_L, dtype=np.float64)
+    B, n_out = r_L.shape
+    if loss == "ce":
+        oh = _onehot(y, n_out, B)
+        z = r_L - r_L.max(axis=1, keepdims=True)
+        logsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        val = -float(np.mean(np.sum(oh * logsm, axis=1)))
+        return val, (np.exp(logsm) - oh) / B
+    if loss == "mse":
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != r_L.shape:
+            raise ConfigError(f"y has shape {y.shape}, expected {r_L.shape} for the mse loss")
+        if not np.all(np.isfinite(y)):
+            raise ConfigError("y contains non-finite values")
+        diff = r_L - y
+        return float(np.mean(diff**2)), 2.0 * diff / (B * n_out)
+    raise ConfigError(f"unknown loss {loss!r}")
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class PhaseResult:
+    """Outcome of one simulated phase (controlled or sleep) or of the SSA solve.
+
+    Lists are indexed by layer 0..L-1. Updates are per-sample means over the minibatch, in the
+    direction of the plasticity rule (the optimiser gradient is their negative, see
+    :mod:`dfc_brian.engines.methods`).
+    """
+
+    r_star: np.ndarray  # (B, n_L) output target
+    r_ff: np.ndarray  # (B, n_L) feedforward output r_L^-
+    converged: np.ndarray  # (B,) bool
+    n_nonconverged: int
+    u_last: np.ndarray  # (B, n_L) u[T-1]
+    e_last: np.ndarray  # (B, n_L) e[T-1]
+    r_last: list[np.ndarray]  # rates at T-1
+    dW_dfc: list[np.ndarray] | None = None  # time-averaged nonlinear difference
+    db_dfc: list[np.ndarray] | None = None
+    dW_ss: list[np.ndarray] | None = None  # last step only
+    db_ss: list[np.ndarray] | None = None
+    dW_ssa: list[np.ndarray] | None = None  # analytic linearised steady state
+    db_ssa: list[np.ndarray] | None = None
+    dQ: list[np.ndarray] | None = None  # sleep: -(1/sigma~^2) <v_A u^T> - beta Q
+    v_soma: list[np.ndarray] | None = None  # (B, T, n_i) if record
+    v_basal: list[np.ndarray] | None = None
+    v_apical: list[np.ndarray] | None = None
+    r: list[np.ndarray] | None = None
+    u: np.ndarray | None = None  # (B, T, n_L) if record (SSA: (B, n_L) steady state)
+    u_int: np.ndarray | None = None
+    e: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- engine
+class BatchedDFC:
+    """DFC dynamics of one network for a minibatch, in NumPy.
+
+    Parameters
+    ----------
+    params : ModelParams
+        Network, controller, sleep and convergence parameters.
+    weights : Weights
+        W, b, Q; read at every call (an optimiser may update them in place).
+    dtype : numpy dtype
+        ``np.float64`` (default, as the authors) or ``np.float32`` (about 2x faster; the
+        update sums are still accumulated in float64).
+    """
+
+    def __init__(self, params: ModelParams, weights: Weights, dtype: type = np.float64) -> None:
+        if not isinstance(params, ModelParams):
+            raise ConfigError(f"params must be a ModelParams, got {type(params).__name__}")
+        if not isinstance(weights, Weights):
+            raise ConfigError(f"weights must be a Weights, got {type(weights).__name__}")
+        if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
+        weights.validate(params.network)
+        self.params = params
+        self.weights = weights
+        self.dtype = np.dtype(dtype)
+        self.acts = params.network.activations
+        self.L = params.network.n_layers
+        self.sizes = params.network.sizes
+
+    # ------------------------------------------------------------------ helpers
+    def _mats(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Transposed weights in the engine dtype: W_i.T (n_pre, n_post), b_i, Q_i.T (n_L, n_i)."""
+        dt = self.dtype
+        WT = [np.ascontiguousarray(w.T, dtype=dt) for w in self.weights.W]
+        b = [np.asarray(x, dtype=dt) for x in self.weights.b]
+        QT = [np.ascontiguousarray(q.T, dtype=dt) for q in self.weights.Q]
+        return WT, b, QT
+
+    def _check_X(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} is not a numeric array") from None
+        n0 = self.sizes[0]
+        if X.ndim != 2 or X.shape[1] != n0 or X.shape[0] < 1:
+            raise ConfigError(f"{name} has shape {X.shape}, expected (B, {n0}) with B >= 1")
+        if not np.all(np.isfinite(X)):
+            raise ConfigError(f"{name} contains non-finite values (NaN or inf)")
+        return X.astype(self.dtype, copy=False)
+
+    def _check_target(self, r_star: np.ndarray, B: int) -> np.ndarray:
+        try:
+            r_star = np.asarray(r_star, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError("r_star is not a numeric array") from None
+        if r_star.shape != (B, self.sizes[-1]):
+            raise ConfigError(f"r_star has shape {r_star.shape}, expected ({B}, {self.sizes[-1]})")
+        if not np.all(np.isfinite(r_star)):
+            raise ConfigError("r_star contains non-finite values (NaN or inf)")
+        return r_star.astype(self.dtype, copy=False)
+
+    # ------------------------------------------------------------------ feedforward
+    def feedforward(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Feedforward pass :math:`v_i = W_i r_{i-1} + b_i`, :math:`r_i = \\phi(v_i)`.
+
+        Returns
+        -------
+        v, r : lists over layers of (B, n_i) arrays.
+        """
+        X = self._check_X(X)
+        WT, b, _ = self._mats()
+        v, r = [], []
+        prev = X
+        for i in range(self.L):
+            vi = prev @ WT[i] + b[i]
+            v.append(vi)
+            r.append(phi(self.acts[i], vi))
+            prev = r[-1]
+        return v, r
+
+    def output_target(self, r_L: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Output target :math:`r_L^* = r_L^- - \\lambda\\, \\partial\\mathcal{L}/\\partial r_L`.
+
+        With the batch-mean loss: cross-entropy
+        :math:`r^* = z - \\frac{\\lambda}{B}(\\mathrm{softmax}(z) - \\mathrm{onehot}(y))`,
+        MSE :math:`r^* = r - \\lambda\\, 2 (r - y)/(B\\, n_{out})`.
+        ``y``: integer labels (B,) or one-hot (B, n_L) for ``ce``; targets (B, n_L) for ``mse``.
+        """
+        r_L = np.asarray(r_L, dtype=np.float64)
+        if r_L.ndim != 2 or r_L.shape[1] != self.sizes[-1]:
+            raise ConfigError(f"r_L has shape {r_L.shape}, expected (B, {self.sizes[-1]})")
+        lam = self.params.controller.target_stepsize
+        _, grad = loss_and_grad(r_L, y, self.params.network.loss)
+        return (r_L - lam * grad).astype(self.dtype)
+
+    def jacobian(self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None,
+                 stacked: bool = True) -> np.ndarray | list[np.ndarray]:
+        """Jacobian of :math:`r_L` w.r.t. every layer's somatic voltage, per sample.
+
+        .. math::
+            J_L = \\mathrm{diag}(\\phi_L'(v_L)), \\qquad
+            J_i = J_{i+1} W_{i+1} \\mathrm{diag}(\\phi_i'(v_i))
+
+        Evaluated at the feedforward pass of ``X`` or at given voltages ``v`` (list of (B, n_i)).
+
+        Returns
+        -------
+        (B, n_L, sum_i n_i) array if ``stacked`` (layers in order 1..L), else the list of
+        blocks (B, n_L, n_i).
+        """
+        if v is None:
+            if X is None:
+                raise ConfigError("jacobian needs X or v")
+            v, _ = self.feedforward(X)
+        WT, _, _ = self._mats()
+        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=self.dtype)) for i in range(self.L)]
+        B, n_L = dphi[-1].shape
+        blocks: list[np.ndarray] = [None] * self.L  # type: ignore[list-item]
+        J = np.zeros((B, n_L, n_L), dtype=self.dtype)
+        J[:, np.arange(n_L), np.arange(n_L)] = dphi[-1]
+        blocks[-1] = J
+        for i in range(self.L - 2, -1, -1):
+            # J_{i+1} @ W_{i+1} ; WT[i+1] is W_{i+1}.T of shape (n_i, n_{i+1})
+            J = np.matmul(J, WT[i + 1].T) * dphi[i][:, None, :]
+            blocks[i] = J
+        return np.concatenate(blocks, axis=2) if stacked else blocks
+
+    # ------------------------------------------------------------------ core integrator
+    def _integrate(self, X: np.ndarray, r_star: np.ndarray, ctrl: ControllerParams, *, phase: str,
+                   tau_A: float | None = None, sigma: float = 0.0,
+                   noise: Sequence[np.ndarray] | None = None, rng: np.random.Generator | None = None,
+                   record: bool = False, want_dfc: bool = False, want_sleep: bool = False) -> dict:
+        """Euler-integrate T = ``ctrl.tmax`` stored states; return final state and sums."""
+        WT, b, QT = self._mats()
+        acts, L, dt = self.acts, self.L, self.dtype
+        B = X.shape[0]
+        T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
+        k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
+        code_form = ctrl.form == "code"
+        gain = dt.type(h / tcr)
+        noise_scale = 0.0 if tau_A is None else sigma * np.sqrt(h) / tau_A
+        a_decay = 0.0 if tau_A is None else h / tau_A
+
+        # state at t = 0: feedforward, u = u_int = v_A = 0
+        vB, v, r = [], [], []
+        prev = X
+        for i in range(L):
+            vb = prev @ WT[i] + b[i]
+            vB.append(vb)
+            v.append(vb.copy())
+            r.append(phi(acts[i], vb))
+            prev = r[i]
+        vA = [np.zeros_like(x) for x in v]
+        phi_vB0 = r[0].copy()  # layer 1's basal input never changes (constant x)
+        n_L = self.sizes[-1]
+        u = np.zeros((B, n_L), dtype=dt)
+        u_int = np.zeros((B, n_L), dtype=dt)
+        e0 = r_star - r[-1]
+        fb = [np.empty_like(x) for x in v]
+        tmp = [np.empty_like(x) for x in v]
+
+        out: dict = {}
+        if record:
+            rec = {k: [np.empty((B, T, n), dtype=dt) for n in self.sizes[1:]]
+                   for k in ("v_soma", "v_basal", "v_apical", "r")}
+            rec_u = np.empty((B, T, n_L), dtype=dt)
+            rec_ui = np.empty((B, T, n_L), dtype=dt)
+            rec_e = np.empty((B, T, n_L), dtype=dt)
+
+            def store(t: int) -> None:
+                for i in range(L):
+                    rec["v_soma"][i][:, t] = v[i]
+                    rec["v_basal"][i][:, t] = vB[i]
+                    rec["v_apical"][i][:, t] = vA[i]
+                    rec["r"][i][:, t] = r[i]
+                rec_u[:, t] = u
+                rec_ui[:, t] = u_int
+                rec_e[:, t] = r_star - r[-1]
+
+            store(0)
+        if want_dfc:
+            S_d0 = np.zeros((B, self.sizes[1]))  # per-sample sum of layer-1 differences
+            S_W = [None] + [np.zeros((self.sizes[i + 1], self.sizes[i])) for i in range(1, L)]
+            S_b = [None] + [np.zeros(self.sizes[i + 1]) for i in range(1, L)]
+        if want_sleep:
+            S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
+        if noise is not None:
+            noise = [np.asarray(xi, dtype=dt) for xi in noise]
+        inst = ctrl.instantaneous
+        lim = DIVERGENCE_LIMIT
+
+        for t in range(T - 1):
+            # --- controller
+            e = r_star - r[-1]
+            if code_form:
+                u_int += h * (e - alpha * u)
+                u_new = u_int + k_p * e
+            else:
+                u_int += h * (e - alpha * u_int)
+                u_new = K_I * u_int + k_p * e
+            u_fb = u_new if ctrl.proactive else u
+            u = u_new
+            if not (np.all(np.abs(u) <= lim)):
+                raise DivergenceError(-1, t + 1, phase)
+            if not inst:  # all basal inputs from the previous step's rates
+                for i in range(1, L):
+                    np.matmul(r[i - 1], WT[i], out=vB[i])
+                    vB[i] += b[i]
+            # --- layers 1..L
+            for i in range(L):
+                if inst and i > 0:
+                    np.matmul(r[i - 1], WT[i], out=vB[i])
+                    vB[i] += b[i]
+                np.matmul(u_fb, QT[i], out=fb[i])
+                if tau_A is None:
+                    vA[i], fb[i] = fb[i], vA[i]
+                else:
+                    # v_A += dt/tau_A (-v_A + Q u) + sigma sqrt(dt)/tau_A xi
+                    fb[i] -= vA[i]
+                    fb[i] *= a_decay
+                    vA[i] += fb[i]
+                    if noise_scale != 0.0:
+                        if noise is not None:
+                            xi = noise[i][t]
+                        else:
+                            xi = rng.standard_normal(vA[i].shape, dtype=dt)
+                        vA[i] += noise_scale * xi
+                # v += dt/tcr (v_A + v_B - v)
+                np.add(vA[i], vB[i], out=tmp[i])
+                tmp[i] -= v[i]
+                tmp[i] *= gain
+                v[i] += tmp[i]
+                if not (v[i].max() <= lim and v[i].min() >= -lim):
+                    raise DivergenceError(i, t + 1, phase)
+                phi(acts[i], v[i], out=r[i])
+                if want_dfc:
+                    if i == 0:
+                        S_d0 += r[0]
+                        S_d0 -= phi_vB0
+                    else:
+                        d = phi(acts[i], vB[i], out=tmp[i])
+                        np.subtract(r[i], d, out=d)
+                        S_W[i] += d.T @ r[i - 1]
+                        S_b[i] += d.sum(axis=0)
+                if want_sleep:
+                    S_Q[i] += vA[i].T @ u
+            if record:
+                store(t + 1)
+
+        out.update(v=v, vB=vB, vA=vA, r=r, u=u, u_int=u_int, e0=e0, e_last=r_star - r[-1])
+        if want_dfc:
+            out.update(S_d0=S_d0, S_W=S_W, S_b=S_b)
+        if want_sleep:
+            out["S_Q"] = S_Q
+        if record:
+            out["record"] = dict(rec, u=rec_u, u_int=rec_ui, e=rec_e)
+        return out
+
+    # ------------------------------------------------------------------ controlled phase
+    def controlled_phase(self, X: np.ndarray, r_star: np.ndarray, record: bool = False,
+                         accumulate: bool = True) -> PhaseResult:
+        """Simulate the controlled ("forward") phase and accumulate the DFC updates.
+
+        Parameters
+        ----------
+        X : (B, n_0) input.
+        r_star : (B, n_L) output target (see :meth:`output_target`).
+        record : bool
+            Also return the trajectories (B, T, n_i) and u, u_int, e (B, T, n_L).
+        accumulate : bool
+            Accumulate the time-averaged DFC update (``dW_dfc``, ``db_dfc``). The last-step
+            DFC-SS update (``dW_ss``, ``db_ss``) is always computed.
+
+        Returns
+        -------
+        PhaseResult
+            ``converged`` per sample; updates are per-sample means (sum over converged
+            samples, or all samples if ``convergence.include_nonconverged``, divided by B).
+        """
+        X = self._check_X(X)
+        B = X.shape[0]
+        r_star = self._check_target(r_star, B)
+        ctrl = self.params.controller
+        res = self._integrate(X, r_star, ctrl, phase="controlled", record=record, want_dfc=accumulate)
+        T = ctrl.tmax
+        r_ff = self.feedforward(X)[1][-1]
+
+        # --- convergence (spec section 2)
+        conv = self.params.convergence
+        steady = res["u"] if ctrl.form == "code" else res["u_int"]
+        resid = res["r"][-1] - (r_star - ctrl.alpha * steady)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.linalg.norm(resid, axis=1) / np.linalg.norm(r_ff, axis=1)
+        e_last_n = np.linalg.norm(res["e_last"], axis=1)
+        e0_n = np.linalg.norm(res["e0"], axis=1)
+        converged = (rel < conv.tol) & (e_last_n < conv.epsilon**2 * e0_n)
+        mask = np.ones(B, bool) if conv.include_nonconverged else converged
+        n_nc = int(B - converged.sum())
+
+        out = PhaseResult(r_star=r_star, r_ff=r_ff, converged=converged, n_nonconverged=n_nc,
+                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=[x.copy() for x in res["r"]])
+        out.extra.update(rel_residual=rel, e_last_norm=e_last_n, e0_norm=e0_n)
+
+        # --- DFC-SS: last step, basal input rebuilt from r_{i-1}[T-1]
+        WT, b, _ = self._mats()
+        mf = mask.astype(np.float64)[:, None]
+        dW_ss, db_ss = [], []
+        prev = X
+        for i in range(self.L):
+            vB_re = prev @ WT[i] + b[i]
+            dv = res["v"][i] - res["vB"][i]
+            d = (phi(self.acts[i], vB_re + dv) - phi(self.acts[i], vB_re)).astype(np.float64) * mf
+            dW_ss.append(d.T @ prev.astype(np.float64) / B)
+            db_ss.append(d.sum(axis=0) / B)
+            prev = res["r"][i]
+        out.dW_ss, out.db_ss = dW_ss, db_ss
+
+        # --- DFC: time average, non-converged samples removed exactly
+        if accumulate:
+            S_W, S_b = list(res["S_W"]), list(res["S_b"])
+            if not mask.all() and self.L > 1:
+                drop = ~mask
+                if drop.sum() <= B // 2:
+                    sub = self._integrate(X[drop], r_star[drop], ctrl, phase="controlled", want_dfc=True)
+                    S_W = [None] + [S_W[i] - sub["S_W"][i] for i in range(1, self.L)]
+                    S_b = [None] + [S_b[i] - sub["S_b"][i] for i in range(1, self.L)]
+                elif mask.any():
+                    sub = self._integrate(X[mask], r_star[mask], ctrl, phase="controlled", want_dfc=True)
+                    S_W, S_b = sub["S_W"], sub["S_b"]
+                else:
+                    S_W = [None] + [np.zeros_like(S_W[i]) for i in range(1, self.L)]
+                    S_b = [None] + [np.zeros_like(S_b[i]) for i in range(1, self.L)]
+            d0 = res["S_d0"] * mf
+            dW = [d0.T @ X.astype(np.float64) / (B * T)] + [S_W[i] / (B * T) for i in range(1, self.L)]
+            db = [d0.sum(axis=0) / (B * T)] + [S_b[i] / (B * T) for i in range(1, self.L)]
+            out.dW_dfc, out.db_dfc = dW, db
+
+        if record:
+            self._attach_record(out, res["record"])
+        return out
+
+    @staticmethod
+    def _attach_record(out: PhaseResult, rec: dict) -> None:
+        out.v_soma, out.v_basal = rec["v_soma"], rec["v_basal"]
+        out.v_apical, out.r = rec["v_apical"], rec["r"]
+        out.u, out.u_int, out.e = rec["u"], rec["u_int"], rec["e"]
+
+    # ------------------------------------------------------------------ sleep phase
+    def sleep_phase(self, X: np.ndarray, rng: np.random.Generator | None = None, record: bool = False,
+                    noise: Sequence[np.ndarray] | None = None, beta: float = 0.0) -> PhaseResult:
+        """Feedback-learning ("sleep") phase: no output error, noisy apical compartments.
+
+        The target is the network's own feedforward output (:math:`r_L^* = r_L^-`), the
+        controller runs with the sleep parameters (``k_p_fb``, ``alpha_fb``, ``dt_fb``,
+        ``tmax_fb``, ``tcr_fb``) and every apical compartment is the noisy low-pass filter of
+        time constant ``tau_A``. The anti-Hebbian update is
+
+        .. math::
+            \\Delta Q_i = -\\frac{1}{\\tilde\\sigma^2}\\,\\frac{1}{B T}\\sum_b\\sum_{t=0}^{T-1}
+                v^A_i[t]\\, u[t]^T - \\beta Q_i, \\qquad \\tilde\\sigma = \\max(\\sigma, 0.01)
+
+        Parameters
+        ----------
+        X : (B, n_0) input.
+        rng : numpy Generator drawing the white noise (one (B, n_i) draw per layer and step).
+        noise : optional explicit noise, list over layers of (T_fb - 1, B, n_i) standard-normal
+            arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
+        beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
+            decay as L2 in the optimiser).
+        """
+        X = self._check_X(X)
+        B = X.shape[0]
+        sp = self.params.sleep
+        ctrl = sp.as_controller(self.params.controller)
+        if noise is not None:
+            if len(noise) != self.L:
+                raise ConfigError(f"noise must hold {self.L} arrays (one per layer), got {len(noise)}")
+            for i, xi in enumerate(noise):
+                shp = (ctrl.tmax - 1, B, self.sizes[i + 1])
+                if np.shape(xi) != shp:
+                    raise ConfigError(f"noise[{i}] has shape {np.shape(xi)}, expected {shp} (T_fb-1, B, n_i)")
+                if not np.all(np.isfinite(xi)):
+                    raise ConfigError(f"noise[{i}] contains non-finite values")
+        elif sp.sigma > 0 and rng is None:
+            raise ConfigError("sleep_phase needs rng (a numpy Generator) or explicit noise "
+                              "when sleep.sigma > 0")
+        r_star = self.feedforward(X)[1][-1]
+        res = self._integrate(X, r_star, ctrl, phase="sleep", tau_A=sp.tau_A, sigma=sp.sigma, noise=noise,
+                              rng=rng, record=record, want_sleep=True)
+        T = ctrl.tmax
+        s2 = sp.sigma_tilde**2
+        dQ = [-res["S_Q"][i] / (s2 * B * T) - beta * self.weights.Q[i] for i in range(self.L)]
+        out = PhaseResult(r_star=r_star, r_ff=r_star, converged=np.ones(B, bool), n_nonconverged=0,
+                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=[x.copy() for x in res["r"]],
+                          dQ=dQ)
+        if record:
+            self._attach_record(out, res["record"])
+        return out
+
+    # ------------------------------------------------------------------ DFC-SSA
+    def ssa(self, X: np.ndarray, r_star: np.ndarray) -> PhaseResult:
+        """DFC-SSA: analytic linearised steady state, no simulation.
+
+        .. math::
+            u = (J Q + \\alpha I)^{-1}\\delta_L, \\quad \\delta_L = r_L^* - r_L^-, \\quad
+            \\Delta v_i = Q_i u, \\quad v_i = W_i \\phi(v_{i-1}) + b_i + \\Delta v_i
+
+        with J the Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feedforward pass
+        (:meth:`jacobian`), per sample. The update uses the propagated target rates both in the
+        difference term and as presynaptic rates:
+        :math:`\\Delta W_i = \\frac1B\\sum_b(\\phi(v_i) - \\phi(W_i r_{i-1} + b_i))\\, r_{i-1}^T`.
+        """
+        X = self._check_X(X)
+        B = X.shape[0]
+        r_star = self._check_target(r_star, B)
+        v_ff, r_ff = self.feedforward(X)
+        blocks = self.jacobian(v=v_ff, stacked=False)
+        WT, b, QT = self._mats()
+        n_L = self.sizes[-1]
+        JQ = sum(np.matmul(blocks[i], QT[i].T) for i in range(self.L))
+        A = JQ.astype(np.float64) + self.params.controller.alpha * np.eye(n_L)
+        delta = (r_star - r_ff[-1]).astype(np.float64)
+        u = np.linalg.solve(A, delta[:, :, None])[:, :, 0]
+        dW, db, dv_all, v_t = [], [], [], []
+        prev = X.astype(np.float64)
+        for i in range(self.L):
+            vB = prev @ self.weights.W[i].T + self.weights.b[i]
+            dv = u @ self.weights.Q[i].T
+            vi = vB + dv
+            ri = phi(self.acts[i], vi)
+            d = ri - phi(self.acts[i], vB)
+            dW.append(d.T @ prev / B)
+            db.append(d.sum(axis=0) / B)
+            dv_all.append(dv)
+            v_t.append(vi)
+            prev = ri
+        out = PhaseResult(r_star=r_star, r_ff=r_ff[-1], converged=np.ones(B, bool), n_nonconverged=0,
+                          u_last=u, e_last=r_star - prev,
+                          r_last=[phi(self.acts[i], v_t[i]) for i in range(self.L)],
+                          dW_ssa=dW, db_ssa=db, u=u)
+        out.extra.update(delta_v=dv_all, v_target=v_t, JQ=JQ)
+        return out
