@@ -1,0 +1,524 @@
+"""Training loop of the paper's experiments, with exact resume.
+
+One run = one config + one seed:
+
+1. feedback pre-training: ``training.epochs_fb`` epochs of ``method.pretrain_feedback_step(X)``
+   per minibatch (skipped for BP, DFA and fixed Q, whose feedback is not learned);
+2. ``training.epochs`` epochs of ``method.train_step(X, y)`` per minibatch; with
+   ``training.extra_sleep_mode: epoch`` (the authors' code) each is followed by
+   ``training.extra_sleep`` sleep-only epochs of ``method.feedback_step(X)`` (learned Q only);
+3. after every epoch: training loss, validation and test metric (classification: error in %,
+   regression and autoencoder: MSE averaged over samples and output units), then a checkpoint.
+
+The number the paper reports is the test metric at the epoch of best validation metric
+(``data.report: test_at_best_val``, the default); the "MNIST train loss" column reports the
+training loss (cross-entropy over the 55000 training images, feedforward pass) after the last
+epoch (``data.report: final_train_loss``).
+
+Minibatch order comes from one NumPy generator seeded with ``[seed, 1]`` whose state is in the
+checkpoint, as are the method's state (``method.state_dict()``), the epoch counters and the
+history. ``resume=True`` therefore continues a killed run to the identical final result.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dfc_brian.experiments.data import (
+    DATASETS,
+    Dataset,
+    batches,
+    load_dataset,
+    n_batches,
+    student_teacher,
+)
+from dfc_brian.experiments.results import (
+    CHECKPOINT,
+    RESULTS_JSON,
+    array_json,
+    json_array,
+    load_checkpoint,
+    run_metadata,
+    save_checkpoint,
+    save_results,
+)
+from dfc_brian.model.params import ConfigError, ModelParams
+
+METHODS = ("BP", "DFA", "DFC", "DFC-SS", "DFC-SSA")
+Q_MODES = ("trained", "fixed")
+REPORTS = ("test_at_best_val", "final_train_loss")
+EVAL_CHUNK = 2000  # samples per predict() call during evaluation
+
+_DATA_KEYS = {
+    "dataset",
+    "n_val",
+    "split_seed",
+    "check_md5",
+    "download",
+    "report",  # image datasets
+    "n_in",
+    "n_out",
+    "n_train",
+    "n_test",
+    "teacher_seed",  # student_teacher
+}
+
+
+class Method(Protocol):
+    """The training-method API of ``dfc_brian.engines.methods`` (see docs/CONTRACTS.md)."""
+
+    def pretrain_feedback_step(self, X: np.ndarray) -> dict: ...
+    def feedback_step(self, X: np.ndarray) -> dict: ...  # only for extra_sleep_mode 'epoch'
+    def train_step(self, X: np.ndarray, y: np.ndarray) -> dict: ...
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+    def load_state_dict(self, d: Mapping[str, Any]) -> None: ...
+
+
+MethodFactory = Callable[[dict, int], Method]
+
+
+# ---------------------------------------------------------------------------------------------
+# Config validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def validate_training(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``cfg['training']`` fields the loop uses; return them with defaults filled in."""
+    tr = cfg.get("training")
+    if not isinstance(tr, Mapping):
+        raise ConfigError("config is missing the required section 'training' (a mapping)")
+    method = tr.get("method")
+    if method not in METHODS:
+        raise ConfigError(f"training.method = {method!r} is unknown; choose one of {METHODS}")
+    q = tr.get("q", "trained")
+    if q not in Q_MODES:
+        raise ConfigError(f"training.q = {q!r} is unknown; choose one of {Q_MODES}")
+    if "epochs" not in tr:
+        raise ConfigError("config is missing the required key 'training.epochs'")
+    mode = tr.get("extra_sleep_mode", "minibatch")
+    if mode not in ("minibatch", "epoch"):
+        raise ConfigError(f"training.extra_sleep_mode = {mode!r} is unknown; choose 'minibatch' or 'epoch'")
+    return {
+        "extra_sleep": _int("training.extra_sleep", tr.get("extra_sleep", 2), 0),
+        "extra_sleep_mode": mode,
+        "method": method,
+        "q": q,
+        "epochs": _int("training.epochs", tr["epochs"], 0),
+        "epochs_fb": _int("training.epochs_fb", tr.get("epochs_fb", 0), 0),
+        "batch_size": _int("training.batch_size", tr.get("batch_size", 128), 1),
+    }
+
+
+def validate_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``cfg['data']``; return it with defaults filled in. Raises ConfigError naming the field."""
+    d = cfg.get("data")
+    if not isinstance(d, Mapping):
+        raise ConfigError("config is missing the required section 'data' (a mapping)")
+    unknown = sorted(set(d) - _DATA_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in section 'data': {unknown}; known keys: {sorted(_DATA_KEYS)}")
+    name = d.get("dataset")
+    if name not in DATASETS:
+        raise ConfigError(f"data.dataset = {name!r} is unknown; choose one of {DATASETS}")
+    out = dict(d)
+    out["report"] = d.get("report", "test_at_best_val")
+    if out["report"] not in REPORTS:
+        raise ConfigError(f"data.report = {out['report']!r} is unknown; choose one of {REPORTS}")
+    if name == "student_teacher":
+        for key in ("n_in", "n_out"):
+            if key not in d:
+                raise ConfigError(f"config is missing the required key 'data.{key}' for student_teacher")
+            out[key] = _int(f"data.{key}", d[key], 1)
+        out["n_train"] = _int("data.n_train", d.get("n_train", 5000), 1)
+        out["n_val"] = _int("data.n_val", d.get("n_val", 1000), 1)
+        out["n_test"] = _int("data.n_test", d.get("n_test", 1000), 1)
+        if d.get("teacher_seed") is not None:
+            out["teacher_seed"] = _int("data.teacher_seed", d["teacher_seed"], 0)
+    else:
+        for key in ("n_in", "n_out", "n_train", "n_test", "teacher_seed"):
+            if key in d:
+                raise ConfigError(f"data.{key} applies to student_teacher only, not to {name}")
+        out["n_val"] = _int("data.n_val", d.get("n_val", 5000), 0)
+        out["split_seed"] = _int("data.split_seed", d.get("split_seed", 0), 0)
+        for key, default in (("check_md5", True), ("download", False)):
+            out[key] = d.get(key, default)
+            if not isinstance(out[key], bool):
+                raise ConfigError(f"data.{key} must be true or false, got {out[key]!r}")
+    return out
+
+
+def load_task(cfg: Mapping[str, Any], seed: int, data_root: str | Path | None = None) -> Dataset:
+    """Load the dataset named by ``cfg['data']`` (student-teacher: teacher seed defaults to ``seed``)."""
+    d = validate_data(cfg)
+    if d["dataset"] == "student_teacher":
+        return student_teacher(
+            d["n_in"], d["n_out"], d.get("teacher_seed", seed), d["n_train"], d["n_val"], d["n_test"]
+        )
+    return load_dataset(
+        d["dataset"],
+        data_root,
+        n_val=d["n_val"],
+        split_seed=d["split_seed"],
+        check_md5=d["check_md5"],
+        download=d["download"],
+    )
+
+
+def _check_shapes(params: ModelParams, ds: Dataset) -> None:
+    sizes = params.network.sizes
+    if sizes[0] != ds.n_in:
+        raise ConfigError(f"model.sizes[0] = {sizes[0]} but dataset {ds.name} has {ds.n_in} inputs")
+    if sizes[-1] != ds.n_out:
+        raise ConfigError(f"model.sizes[-1] = {sizes[-1]} but dataset {ds.name} has {ds.n_out} outputs")
+    if ds.task == "classification" and params.network.loss != "ce":
+        raise ConfigError(f"model.loss = {params.network.loss!r}: classification ({ds.name}) needs 'ce'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+def predict_all(method: Method, X: np.ndarray, chunk: int = EVAL_CHUNK) -> np.ndarray:
+    """Feedforward outputs of all rows of X, in chunks."""
+    return np.concatenate([np.asarray(method.predict(X[i : i + chunk])) for i in range(0, len(X), chunk)])
+
+
+def loss_and_error(out: np.ndarray, y: np.ndarray, task: str) -> tuple[float, float]:
+    """Loss and classification error of outputs ``out`` (N, n_out) against targets ``y``.
+
+    Classification: mean softmax cross-entropy of the logits, error = % of wrong argmax.
+    Regression: MSE averaged over samples and output units; error = NaN.
+    """
+    if task == "classification":
+        z = out - out.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = float(-logp[np.arange(len(y)), y].mean())
+        err = float(100.0 * np.mean(out.argmax(axis=1) != y))
+        return loss, err
+    return float(np.mean((out - y) ** 2)), float("nan")
+
+
+def evaluate(method: Method, ds: Dataset) -> dict[str, float]:
+    """``{train,val,test}_loss`` and, for classification, ``{train,val,test}_error`` (%)."""
+    res = {}
+    for part in ("train", "val", "test"):
+        split = getattr(ds, part)
+        loss, err = loss_and_error(predict_all(method, split.X), split.y, ds.task)
+        res[f"{part}_loss"] = loss
+        if ds.task == "classification":
+            res[f"{part}_error"] = err
+    return res
+
+
+def _scalar(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "biuf":
+        return float(v)
+    return None
+
+
+class _Mean:
+    """Running mean of the scalar entries of step dicts."""
+
+    def __init__(self) -> None:
+        self.sum: dict[str, float] = {}
+        self.n: dict[str, int] = {}
+
+    def add(self, d: Mapping[str, Any] | None) -> None:
+        for k, v in (d or {}).items():
+            s = _scalar(v)
+            if s is not None:
+                self.sum[k] = self.sum.get(k, 0.0) + s
+                self.n[k] = self.n.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sum[k] / self.n[k] for k in self.sum}
+
+
+def _append(history: dict[str, list], row: Mapping[str, float]) -> None:
+    """Append one row; keys new in this row are back-filled with NaN, missing keys get NaN."""
+    n = len(next(iter(history.values()))) if history else 0
+    for k in row:
+        if k not in history:
+            history[k] = [float("nan")] * n
+    for k in history:
+        history[k].append(float(row.get(k, float("nan"))))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_factory(cfg: dict, seed: int) -> Method:
+    try:
+        from dfc_brian.engines.methods import make_method
+    except ImportError as err:
+        raise ConfigError(f"training methods are not available (dfc_brian.engines.methods: {err})") from None
+    return make_method(cfg, seed)
+
+
+def _comparable(cfg: Mapping[str, Any]) -> dict:
+    """The config without ``training.epochs`` (which a resume may extend)."""
+    c = copy.deepcopy(dict(cfg))
+    c.get("training", {}).pop("epochs", None)
+    return c
+
+
+def _tqdm(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def train(
+    cfg: Mapping[str, Any],
+    seed: int,
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    max_batches: int | None = None,
+    progress: bool = True,
+    *,
+    method_factory: MethodFactory | None = None,
+    dataset: Dataset | None = None,
+) -> dict[str, Any]:
+    """Train one config with one seed; write checkpoints and results into ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : mapping
+        Whole config (sections ``model``, ``controller``, ``sleep``, ``convergence``,
+        ``training``, ``data``), e.g. from :func:`dfc_brian.config.load_config`.
+    seed : int
+        Run seed (weights, noise, minibatch order; teacher of student-teacher data by default).
+    out_dir : path
+        Run directory: ``checkpoint.npz``, ``results.npz``, ``results.json``.
+    data_root : path, optional
+        Root of the MNIST / Fashion-MNIST files (default ``$DFC_DATA``, else ``./data``).
+    resume : bool
+        Continue from ``out_dir/checkpoint.npz`` if present. The config must equal the
+        checkpoint's except for ``training.epochs``, which may grow.
+    max_batches : int, optional
+        Train on at most this many minibatches per epoch (quick runs; evaluation stays full).
+    progress : bool
+        Show tqdm progress bars.
+    method_factory : callable, optional
+        ``(cfg, seed) -> Method``; default ``dfc_brian.engines.methods.make_method``.
+    dataset : Dataset, optional
+        Use this dataset instead of loading ``cfg['data']`` (tests, notebooks).
+
+    Returns
+    -------
+    dict
+        Summary: ``metric`` ('error' or 'loss'), ``best_epoch``, ``reported`` (the paper's number),
+        ``test_at_best_val``, ``final_train_loss``, ``epochs_done``, ``n_train_batches``...
+
+    Raises
+    ------
+    ConfigError
+        Invalid config, or an ``out_dir`` holding another run.
+    DataError
+        Missing or corrupt dataset files.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    seed = _int("seed", seed, 0)
+    if max_batches is not None:
+        max_batches = _int("max_batches", max_batches, 1)
+    tr = validate_training(cfg)
+    dcfg = validate_data(cfg)
+    params = ModelParams.from_dict(cfg)
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+
+    ds = dataset if dataset is not None else load_task(cfg, seed, data_root)
+    _check_shapes(params, ds)
+    method = (method_factory or _default_factory)(cfg, seed)
+    rng = np.random.default_rng([seed, 1])
+
+    feedback_learned = tr["method"] not in ("BP", "DFA") and tr["q"] == "trained"
+    epochs_fb = tr["epochs_fb"] if feedback_learned else 0
+    state: dict[str, Any] = {"fb_done": 0, "done": 0, "wall_time_s": 0.0, "history": {}, "fb_history": {}}
+    loop_id = {"seed": seed, "cfg": _comparable(cfg), "max_batches": max_batches}
+
+    if ckpt_path.exists() or (out / RESULTS_JSON).exists():
+        if not resume:
+            raise ConfigError(
+                f"{out} already holds a run; pass resume=True (--resume) or choose another out_dir"
+            )
+    if resume and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        saved = array_json(ck["loop"])
+        if saved["id"] != array_json(json_array(loop_id)):
+            diff = [k for k in loop_id if array_json(json_array(loop_id[k])) != saved["id"].get(k)]
+            raise ConfigError(
+                f"cannot resume {ckpt_path}: its {', '.join(diff)} differ(s) from this run "
+                "(only training.epochs may change)"
+            )
+        state = saved["state"]
+        rng.bit_generator.state = array_json(ck["rng"])
+        method.load_state_dict(_unpack_method_state(ck))
+
+    def checkpoint(t0: float) -> None:
+        state["wall_time_s"] += time.perf_counter() - t0
+        arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
+        arrays["loop"] = json_array({"id": loop_id, "state": state})
+        arrays["rng"] = json_array(rng.bit_generator.state)
+        save_checkpoint(ckpt_path, arrays)
+
+    X, y = ds.train.X, ds.train.y
+    nb_full = n_batches(len(X), tr["batch_size"])
+    nb = min(nb_full, max_batches) if max_batches else nb_full
+
+    # 1. feedback pre-training (sleep phases only)
+    while state["fb_done"] < epochs_fb:
+        t0 = time.perf_counter()
+        ep = state["fb_done"] + 1
+        acc = _Mean()
+        with _tqdm(nb, f"feedback pre-training {ep}/{epochs_fb}", progress) as bar:
+            for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
+                if k == nb:
+                    break
+                acc.add(method.pretrain_feedback_step(xb))
+                bar.update()
+        _append(state["fb_history"], {"epoch": ep, **acc.means()})
+        state["fb_done"] = ep
+        checkpoint(t0)
+
+    # 2. training, evaluated after every epoch (epoch 0 = before training)
+    history = state["history"]
+    if not history:
+        t0 = time.perf_counter()
+        _append(history, {"epoch": 0, **evaluate(method, ds)})
+        checkpoint(t0)
+    while state["done"] < tr["epochs"]:
+        t0 = time.perf_counter()
+        ep = state["done"] + 1
+        acc = _Mean()
+        with _tqdm(nb, f"epoch {ep}/{tr['epochs']}", progress) as bar:
+            for k, (xb, yb) in enumerate(batches(X, y, tr["batch_size"], rng)):
+                if k == nb:
+                    break
+                acc.add(method.train_step(xb, yb))
+                bar.update()
+                if "loss" in acc.sum:
+                    bar.set_postfix(loss=f"{acc.sum['loss'] / acc.n['loss']:.4g}", refresh=False)
+        sleep_acc = _Mean()
+        n_extra = tr["extra_sleep"] if (feedback_learned and tr["extra_sleep_mode"] == "epoch") else 0
+        for j in range(n_extra):
+            with _tqdm(nb, f"epoch {ep}: sleep {j + 1}/{n_extra}", progress) as bar:
+                for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
+                    if k == nb:
+                        break
+                    sleep_acc.add(method.feedback_step(xb))
+                    bar.update()
+        row = {
+            "epoch": ep,
+            **evaluate(method, ds),
+            **{f"step/{k}": v for k, v in acc.means().items()},
+            **{f"sleep/{k}": v for k, v in sleep_acc.means().items()},
+        }
+        _append(history, row)
+        state["done"] = ep
+        if progress:
+            _print_epoch(row, ds.task, tr["epochs"])
+        checkpoint(t0)
+
+    summary = summarize(history, ds.task, dcfg["report"])
+    summary.update(
+        epochs_done=state["done"],
+        fb_epochs_done=state["fb_done"],
+        n_train_batches=nb,
+        max_batches=max_batches,
+        dataset=ds.name,
+        method=tr["method"],
+        q=tr["q"],
+    )
+    weights = getattr(method, "weights", None)
+    arrays = {}
+    if weights is not None and hasattr(weights, "to_npz_dict"):
+        arrays = {f"weights/{k}": v for k, v in weights.to_npz_dict().items()}
+    for k, v in state["fb_history"].items():
+        arrays[f"fb_history/{k}"] = np.asarray(v, dtype=np.float64)
+    save_results(
+        out,
+        cfg=cfg,
+        seed=seed,
+        history=history,
+        arrays=arrays,
+        summary=summary,
+        wall_time_s=state["wall_time_s"],
+        meta=run_metadata(),
+    )
+    return summary
+
+
+def _unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """``method/<key>`` arrays of a checkpoint; 0-d strings come back as ``str`` (np.str_)."""
+    out: dict[str, Any] = {}
+    for k, v in ck.items():
+        if k.startswith("method/"):
+            out[k[len("method/") :]] = v[()] if (v.ndim == 0 and v.dtype.kind == "U") else v
+    return out
+
+
+def summarize(history: Mapping[str, list], task: str, report: str = "test_at_best_val") -> dict[str, Any]:
+    """The paper's number from a history: test metric at the epoch of best validation metric.
+
+    Epoch 0 (before training) is excluded unless it is the only one; ties go to the earliest
+    epoch; NaN validation values never win.
+    """
+    metric = "error" if task == "classification" else "loss"
+    epochs = np.asarray(history["epoch"], dtype=float)
+    val = np.asarray(history[f"val_{metric}"], dtype=float)
+    test = np.asarray(history[f"test_{metric}"], dtype=float)
+    cand = np.flatnonzero(epochs > 0) if np.any(epochs > 0) else np.arange(len(epochs))
+    v = np.where(np.isfinite(val[cand]), val[cand], np.inf)
+    best = int(cand[int(np.argmin(v))])
+    final_train_loss = float(history["train_loss"][-1])
+    out = {
+        "metric": metric,
+        "report": report,
+        "best_epoch": int(epochs[best]),
+        "best_val": float(val[best]),
+        "test_at_best_val": float(test[best]),
+        "final_train_loss": final_train_loss,
+        "final_test": float(test[-1]),
+    }
+    out["reported"] = out["test_at_best_val"] if report == "test_at_best_val" else final_train_loss
+    return out
+
+
+def _print_epoch(row: Mapping[str, float], task: str, n_epochs: int) -> None:
+    from tqdm.auto import tqdm
+
+    if task == "classification":
+        msg = (
+            f"epoch {int(row['epoch'])}/{n_epochs}: train loss {row['train_loss']:.4g}, "
+            f"val error {row['val_error']:.2f} %, test error {row['test_error']:.2f} %"
+        )
+    else:
+        msg = (
+            f"epoch {int(row['epoch'])}/{n_epochs}: train loss {row['train_loss']:.4g}, "
+            f"val loss {row['val_loss']:.4g}, test loss {row['test_loss']:.4g}"
+        )
+    tqdm.write(msg)
