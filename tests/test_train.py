@@ -406,3 +406,20 @@ def test_cli_parser_has_demo_and_options():
     assert args.func is cli._cmd_demo and args.out == "figures" and args.quick
     args = cli.build_parser().parse_args(["train", "x.yaml", "--seed", "3", "--resume", "--max-batches", "5"])
     assert (args.seed, args.resume, args.max_batches, args.epochs) == (3, True, 5, None)
+
+
+def test_dfc_integration_resume(tmp_path):
+    """The real DFC method (sleep noise, Adam on Q, extra sleep epochs) also resumes exactly."""
+    methods = pytest.importorskip("dfc_brian.engines.methods")
+    from dfc_brian.config import load_config
+
+    cfg = load_config("toy/fig3_dfc")
+    cfg["controller"]["tmax"] = 50
+    cfg["data"].update(n_train=64, n_val=16, n_test=16)
+    cfg["training"].update(epochs=2, epochs_fb=1, batch_size=32)
+    T.train(cfg, 0, tmp_path / "a", progress=False, method_factory=methods.make_method)
+    cfg1 = {**cfg, "training": {**cfg["training"], "epochs": 1}}
+    T.train(cfg1, 0, tmp_path / "b", progress=False, method_factory=methods.make_method)
+    T.train(cfg, 0, tmp_path / "b", resume=True, progress=False, method_factory=methods.make_method)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    assert "history/sleep/sleep_dQ_norm" in load_npz(tmp_path / "a" / RESULTS_NPZ)

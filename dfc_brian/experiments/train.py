@@ -350,6 +350,11 @@ def train(
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
 
+    if ckpt_path.exists() or (out / RESULTS_JSON).exists():
+        if not resume:
+            raise ConfigError(
+                f"{out} already holds a run; pass resume=True (--resume) or choose another out_dir"
+            )
     ds = dataset if dataset is not None else load_task(cfg, seed, data_root)
     _check_shapes(params, ds)
     method = (method_factory or _default_factory)(cfg, seed)
@@ -360,11 +365,6 @@ def train(
     state: dict[str, Any] = {"fb_done": 0, "done": 0, "wall_time_s": 0.0, "history": {}, "fb_history": {}}
     loop_id = {"seed": seed, "cfg": _comparable(cfg), "max_batches": max_batches}
 
-    if ckpt_path.exists() or (out / RESULTS_JSON).exists():
-        if not resume:
-            raise ConfigError(
-                f"{out} already holds a run; pass resume=True (--resume) or choose another out_dir"
-            )
     if resume and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
         saved = array_json(ck["loop"])
