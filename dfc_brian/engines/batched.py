@@ -54,6 +54,7 @@ from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights
 
 DIVERGENCE_LIMIT = 1e6  # |v| above this (or NaN) raises DivergenceError
+ACCUMULATION_CHUNK = 16  # steps per update matmul (inner dimension chunk * B: faster GEMMs)
 
 
 # ----------------------------------------------------------------------------- nonlinearities
@@ -347,9 +348,20 @@ class BatchedDFC:
 
             store(0)
         if want_dfc:
-            S_d0 = np.zeros((B, self.sizes[1]))  # per-sample sum of layer-1 differences
+            S_r0 = np.zeros((B, self.sizes[1]))  # per-sample sum of layer-1 rates, t = 1..T-1
             S_W = [None] + [np.zeros((self.sizes[i + 1], self.sizes[i])) for i in range(1, L)]
             S_b = [None] + [np.zeros(self.sizes[i + 1]) for i in range(1, L)]
+            # differences and presynaptic rates of the last K steps; one GEMM per chunk
+            K = max(1, min(ACCUMULATION_CHUNK, T - 1))
+            D_buf = [None] + [np.empty((K, B, self.sizes[i + 1]), dtype=dt) for i in range(1, L)]
+            R_buf = [None] + [np.empty((K, B, self.sizes[i]), dtype=dt) for i in range(1, L)]
+            k_buf = 0
+
+            def flush(k: int) -> None:
+                for j in range(1, L):
+                    Dm = D_buf[j][:k].reshape(k * B, -1)
+                    S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
+                    S_b[j] += Dm.sum(axis=0)
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
         if noise is not None:
@@ -402,21 +414,28 @@ class BatchedDFC:
                     raise DivergenceError(i, t + 1, phase)
                 phi(acts[i], v[i], out=r[i])
                 if want_dfc:
-                    if i == 0:
-                        S_d0 += r[0]
-                        S_d0 -= phi_vB0
+                    if i == 0:  # phi(v_B) is constant: sum the rates, subtract at the end
+                        S_r0 += r[0]
                     else:
-                        d = phi(acts[i], vB[i], out=tmp[i])
+                        d = phi(acts[i], vB[i], out=D_buf[i][k_buf])
                         np.subtract(r[i], d, out=d)
-                        S_W[i] += d.T @ r[i - 1]
-                        S_b[i] += d.sum(axis=0)
+                        R_buf[i][k_buf] = r[i - 1]
                 if want_sleep:
                     S_Q[i] += vA[i].T @ u
+            if want_dfc:
+                k_buf += 1
+                if k_buf == K:
+                    flush(K)
+                    k_buf = 0
             if record:
                 store(t + 1)
 
+        if want_dfc and k_buf:
+            flush(k_buf)
         out.update(v=v, vB=vB, vA=vA, r=r, u=u, u_int=u_int, e0=e0, e_last=r_star - r[-1])
         if want_dfc:
+            # per-sample sum of layer-1 differences (float64; the t = 0 term is zero)
+            S_d0 = S_r0 - (T - 1) * phi_vB0.astype(np.float64)
             out.update(S_d0=S_d0, S_W=S_W, S_b=S_b)
         if want_sleep:
             out["S_Q"] = S_Q
