@@ -105,6 +105,9 @@ class BrianDFC:
         Seed of Brian2's random number generator (noise in the sleep phase).
     directory : str, optional
         Where cpp_standalone projects are written (default: a temporary folder).
+    dtype : str
+        ``float64`` (default, the authors' precision) or ``float32`` (Brian2's
+        ``core.default_float_dtype``; less memory traffic per synapse).
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class BrianDFC:
         v_max: float = 1e6,
         seed: int | None = None,
         directory: str | None = None,
+        dtype: str = "float64",
     ) -> None:
         if target not in TARGETS:
             raise ConfigError(f"target = {target!r} is unknown; choose one of {TARGETS}")
@@ -127,6 +131,9 @@ class BrianDFC:
         for name, val in (("tau_W", tau_W), ("tau_Q", tau_Q), ("v_max", v_max)):
             if not np.isfinite(val) or val <= 0:
                 raise ConfigError(f"{name} must be positive and finite, got {val!r}")
+        if dtype not in ("float64", "float32"):
+            raise ConfigError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        self.dtype = dtype
         if not np.isfinite(beta) or beta < 0:
             raise ConfigError(f"beta must be non-negative, got {beta!r}")
         self.params = params
@@ -299,6 +306,7 @@ class _Simulation:
             b2.set_device("runtime")
             b2.prefs.codegen.target = owner.target
         b2.start_scope()
+        b2.prefs.core.default_float_dtype = np.float32 if owner.dtype == "float32" else np.float64
         if owner.seed is not None:
             b2.seed(owner.seed)
         T = ctrl.tmax

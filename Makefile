@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:
+#   make demo   -- install into .venv and run the Brian2 demo (writes figures/demo_*.png)
+#   make test   -- install into .venv (with test extras) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test install install-test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/dfc-brian demo --out figures
+
+test: install
+	$(VENV)/bin/python -m pytest -q tests
+	DFC_QUICK=1 $(VENV)/bin/python -m pytest -q --nbmake notebooks
+
+bench: install
+	$(PY) benchmarks/bench_brian2.py
+	$(PY) benchmarks/bench_batched.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
