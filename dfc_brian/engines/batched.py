@@ -35,11 +35,23 @@ accumulated while integrating (no trajectory is stored unless ``record=True``); 
 same expression at t = T-1 with the basal input rebuilt from ``r_{i-1}[T-1]``; DFC-SSA solves
 the linearised steady state :math:`u = (JQ + \\alpha I)^{-1}\\delta_L` (see :meth:`BatchedDFC.ssa`).
 
-Speed: the input is constant, so layer 1's basal voltage is computed once and its update is
-accumulated as a per-sample sum of differences (one matmul with X at the end); the other
-layers' terms are one (n_i x B) @ (B x n_{i-1}) matmul per step. Samples that fail the
-convergence test are removed afterwards by re-integrating the smaller of the two subsets
-(samples evolve independently), so the update of the converged ones is exact.
+Implementation notes:
+
+- Deviation form: the state is carried as deviations from the feedforward pass
+  (:math:`v_i - v_i^-`, :math:`v^B_i - v_i^-`, :math:`r_i - r_i^-`). The scheme is linear in
+  v, so this is the same Euler scheme (equal to ``tests/reference.py`` to ~1e-15), but the
+  controlled deviations, ~λ/B ≈ 1e-4 of the activations, keep their own relative precision;
+  with :math:`\\tanh(a+d) - \\tanh a = \\tanh d\\,(1-\\tanh^2 a)/(1+\\tanh a\\tanh d)` this makes
+  float32 agree with float64 to ~1e-5 degrees instead of ~0.5 degrees.
+- The input is constant, so layer 1's basal input never changes and its update is a
+  per-sample sum of differences times x (one matmul at the end). The other layers' terms are
+  gathered for ``ACCUMULATION_CHUNK`` steps and summed with one (n_i x kB) @ (kB x n_{i-1})
+  matmul (faster than k small ones). Sums are kept in float64 in both precisions.
+- Samples that fail the convergence test are removed afterwards by re-integrating the smaller
+  of the two subsets (samples evolve independently), so the update of the converged ones is
+  exact.
+- ``feedforward``, ``output_target``, ``jacobian`` and ``ssa`` always work in float64; the
+  engine dtype applies to the integration loop only.
 """
 
 from __future__ import annotations
@@ -215,7 +227,7 @@ class BatchedDFC:
             raise ConfigError(f"{name} has shape {X.shape}, expected (B, {n0}) with B >= 1")
         if not np.all(np.isfinite(X)):
             raise ConfigError(f"{name} contains non-finite values (NaN or inf)")
-        return X.astype(self.dtype, copy=False)
+        return X  # float64: only the integration loop runs in the engine dtype
 
     def _check_target(self, r_star: np.ndarray, B: int) -> np.ndarray:
         try:
@@ -226,7 +238,7 @@ class BatchedDFC:
             raise ConfigError(f"r_star has shape {r_star.shape}, expected ({B}, {self.sizes[-1]})")
         if not np.all(np.isfinite(r_star)):
             raise ConfigError("r_star contains non-finite values (NaN or inf)")
-        return r_star.astype(self.dtype, copy=False)
+        return r_star  # float64 whatever the engine dtype: r* - r_L^- is tiny
 
     # ------------------------------------------------------------------ feedforward
     def feedforward(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -237,11 +249,10 @@ class BatchedDFC:
         v, r : lists over layers of (B, n_i) arrays.
         """
         X = self._check_X(X)
-        WT, b, _ = self._mats()
         v, r = [], []
         prev = X
         for i in range(self.L):
-            vi = prev @ WT[i] + b[i]
+            vi = prev @ self.weights.W[i].T + self.weights.b[i]
             v.append(vi)
             r.append(phi(self.acts[i], vi))
             prev = r[-1]
@@ -260,7 +271,7 @@ class BatchedDFC:
             raise ConfigError(f"r_L has shape {r_L.shape}, expected (B, {self.sizes[-1]})")
         lam = self.params.controller.target_stepsize
         _, grad = loss_and_grad(r_L, y, self.params.network.loss)
-        return (r_L - lam * grad).astype(self.dtype)
+        return r_L - lam * grad  # float64 whatever the engine dtype
 
     def jacobian(self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None,
                  stacked: bool = True) -> np.ndarray | list[np.ndarray]:
@@ -281,27 +292,55 @@ class BatchedDFC:
             if X is None:
                 raise ConfigError("jacobian needs X or v")
             v, _ = self.feedforward(X)
-        WT, _, _ = self._mats()
-        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=self.dtype)) for i in range(self.L)]
+        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=np.float64)) for i in range(self.L)]
         B, n_L = dphi[-1].shape
         blocks: list[np.ndarray] = [None] * self.L  # type: ignore[list-item]
-        J = np.zeros((B, n_L, n_L), dtype=self.dtype)
+        J = np.zeros((B, n_L, n_L))
         J[:, np.arange(n_L), np.arange(n_L)] = dphi[-1]
         blocks[-1] = J
         for i in range(self.L - 2, -1, -1):
-            # J_{i+1} @ W_{i+1} ; WT[i+1] is W_{i+1}.T of shape (n_i, n_{i+1})
-            J = np.matmul(J, WT[i + 1].T) * dphi[i][:, None, :]
+            J = np.matmul(J, self.weights.W[i + 1]) * dphi[i][:, None, :]
             blocks[i] = J
         return np.concatenate(blocks, axis=2) if stacked else blocks
 
     # ------------------------------------------------------------------ core integrator
+    def _deviation(self, i: int, base: tuple[np.ndarray, np.ndarray, np.ndarray], d: np.ndarray,
+                   out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """:math:`\\phi(v^- + d) - \\phi(v^-)` without cancellation (``base`` = v^-, tanh v^-, 1 - tanh^2).
+
+        For tanh the exact identity
+        :math:`\\tanh(a + d) - \\tanh a = \\tanh d\\,(1 - \\tanh^2 a)/(1 + \\tanh a \\tanh d)`
+        keeps full relative precision on the small difference (this is what makes float32 usable).
+        """
+        act = self.acts[i]
+        if act == "tanh":
+            _, ta, sa = base
+            np.tanh(d, out=out)
+            np.multiply(ta, out, out=scratch)
+            scratch += 1.0
+            out *= sa
+            out /= scratch
+            return out
+        if act == "linear":
+            np.copyto(out, d)
+            return out
+        a = base[0]  # relu: max(a + d, 0) - max(a, 0)
+        out[...] = np.where(a >= 0, np.maximum(d, -a), np.maximum(a + d, 0.0))
+        return out
+
     def _integrate(self, X: np.ndarray, r_star: np.ndarray, ctrl: ControllerParams, *, phase: str,
                    tau_A: float | None = None, sigma: float = 0.0,
                    noise: Sequence[np.ndarray] | None = None, rng: np.random.Generator | None = None,
                    record: bool = False, want_dfc: bool = False, want_sleep: bool = False) -> dict:
-        """Euler-integrate T = ``ctrl.tmax`` stored states; return final state and sums."""
-        WT, b, QT = self._mats()
-        acts, L, dt = self.acts, self.L, self.dtype
+        """Euler-integrate T = ``ctrl.tmax`` stored states; return the final state and the sums.
+
+        The state is carried as deviations from the feedforward pass (``dv = v - v^-``,
+        ``dvB = v^B - v^-``, ``dr = r - r^-``): the spec's update equations are linear in v, so
+        this is the same scheme, but the small controlled deviations keep their own relative
+        precision (the target step :math:`\\lambda/B` is ~1e-4 of the activations).
+        """
+        WT, _, QT = self._mats()
+        L, dt = self.L, self.dtype
         B = X.shape[0]
         T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
         k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
@@ -310,23 +349,30 @@ class BatchedDFC:
         noise_scale = 0.0 if tau_A is None else sigma * np.sqrt(h) / tau_A
         a_decay = 0.0 if tau_A is None else h / tau_A
 
-        # state at t = 0: feedforward, u = u_int = v_A = 0
-        vB, v, r = [], [], []
-        prev = X
+        # feedforward reference state (float64), t = 0: v = v^B = v^-, u = u_int = v_A = 0
+        v_ff, r_ff = [], []
+        prev = X.astype(np.float64)
         for i in range(L):
-            vb = prev @ WT[i] + b[i]
-            vB.append(vb)
-            v.append(vb.copy())
-            r.append(phi(acts[i], vb))
-            prev = r[i]
-        vA = [np.zeros_like(x) for x in v]
-        phi_vB0 = r[0].copy()  # layer 1's basal input never changes (constant x)
+            v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
+            r_ff.append(phi(self.acts[i], v_ff[i]))
+            prev = r_ff[i]
+        base = []
+        for i in range(L):
+            ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
+            base.append((v_ff[i].astype(dt), None if ta is None else ta.astype(dt),
+                         None if ta is None else (1.0 - ta * ta).astype(dt)))
+        r_ff_dt = [x.astype(dt) for x in r_ff]
+        dv = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
+        dvB = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
+        dr = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
+        vA = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
+        fb = [np.empty((B, n), dtype=dt) for n in self.sizes[1:]]
+        tmp = [np.empty((B, n), dtype=dt) for n in self.sizes[1:]]
+        scratch = [np.empty((B, n), dtype=dt) for n in self.sizes[1:]]
         n_L = self.sizes[-1]
+        delta_L = (np.asarray(r_star, dtype=np.float64) - r_ff[-1]).astype(dt)  # r* - r_L^-
         u = np.zeros((B, n_L), dtype=dt)
         u_int = np.zeros((B, n_L), dtype=dt)
-        e0 = r_star - r[-1]
-        fb = [np.empty_like(x) for x in v]
-        tmp = [np.empty_like(x) for x in v]
 
         out: dict = {}
         if record:
@@ -338,19 +384,18 @@ class BatchedDFC:
 
             def store(t: int) -> None:
                 for i in range(L):
-                    rec["v_soma"][i][:, t] = v[i]
-                    rec["v_basal"][i][:, t] = vB[i]
+                    rec["v_soma"][i][:, t] = v_ff[i] + dv[i]
+                    rec["v_basal"][i][:, t] = v_ff[i] + dvB[i]
                     rec["v_apical"][i][:, t] = vA[i]
-                    rec["r"][i][:, t] = r[i]
+                    rec["r"][i][:, t] = r_ff[i] + dr[i]
                 rec_u[:, t] = u
                 rec_ui[:, t] = u_int
-                rec_e[:, t] = r_star - r[-1]
+                rec_e[:, t] = delta_L - dr[-1]
 
             store(0)
         if want_dfc:
-            S_r0 = np.zeros((B, self.sizes[1]))  # per-sample sum of layer-1 rates, t = 1..T-1
+            S_d = [np.zeros((B, n)) for n in self.sizes[1:]]  # per-sample sums of differences
             S_W = [None] + [np.zeros((self.sizes[i + 1], self.sizes[i])) for i in range(1, L)]
-            S_b = [None] + [np.zeros(self.sizes[i + 1]) for i in range(1, L)]
             # differences and presynaptic rates of the last K steps; one GEMM per chunk
             K = max(1, min(ACCUMULATION_CHUNK, T - 1))
             D_buf = [None] + [np.empty((K, B, self.sizes[i + 1]), dtype=dt) for i in range(1, L)]
@@ -361,7 +406,6 @@ class BatchedDFC:
                 for j in range(1, L):
                     Dm = D_buf[j][:k].reshape(k * B, -1)
                     S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
-                    S_b[j] += Dm.sum(axis=0)
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
         if noise is not None:
@@ -370,8 +414,8 @@ class BatchedDFC:
         lim = DIVERGENCE_LIMIT
 
         for t in range(T - 1):
-            # --- controller
-            e = r_star - r[-1]
+            # --- controller: e = r* - r_L = delta_L - dr_L
+            e = delta_L - dr[-1]
             if code_form:
                 u_int += h * (e - alpha * u)
                 u_new = u_int + k_p * e
@@ -384,13 +428,11 @@ class BatchedDFC:
                 raise DivergenceError(-1, t + 1, phase)
             if not inst:  # all basal inputs from the previous step's rates
                 for i in range(1, L):
-                    np.matmul(r[i - 1], WT[i], out=vB[i])
-                    vB[i] += b[i]
-            # --- layers 1..L
+                    np.matmul(dr[i - 1], WT[i], out=dvB[i])
+            # --- layers 1..L (layer 1's basal input W_1 x + b_1 never changes: dvB[0] = 0)
             for i in range(L):
                 if inst and i > 0:
-                    np.matmul(r[i - 1], WT[i], out=vB[i])
-                    vB[i] += b[i]
+                    np.matmul(dr[i - 1], WT[i], out=dvB[i])
                 np.matmul(u_fb, QT[i], out=fb[i])
                 if tau_A is None:
                     vA[i], fb[i] = fb[i], vA[i]
@@ -406,20 +448,21 @@ class BatchedDFC:
                             xi = rng.standard_normal(vA[i].shape, dtype=dt)
                         vA[i] += noise_scale * xi
                 # v += dt/tcr (v_A + v_B - v)
-                np.add(vA[i], vB[i], out=tmp[i])
-                tmp[i] -= v[i]
+                np.add(vA[i], dvB[i], out=tmp[i])
+                tmp[i] -= dv[i]
                 tmp[i] *= gain
-                v[i] += tmp[i]
-                if not (v[i].max() <= lim and v[i].min() >= -lim):
+                dv[i] += tmp[i]
+                if not (dv[i].max() <= lim and dv[i].min() >= -lim):
                     raise DivergenceError(i, t + 1, phase)
-                phi(acts[i], v[i], out=r[i])
+                self._deviation(i, base[i], dv[i], dr[i], scratch[i])
                 if want_dfc:
-                    if i == 0:  # phi(v_B) is constant: sum the rates, subtract at the end
-                        S_r0 += r[0]
+                    if i == 0:  # phi(v) - phi(v_B) = dr for the constant basal input
+                        S_d[0] += dr[0]
                     else:
-                        d = phi(acts[i], vB[i], out=D_buf[i][k_buf])
-                        np.subtract(r[i], d, out=d)
-                        R_buf[i][k_buf] = r[i - 1]
+                        d = self._deviation(i, base[i], dvB[i], D_buf[i][k_buf], scratch[i])
+                        np.subtract(dr[i], d, out=d)
+                        S_d[i] += d
+                        np.add(r_ff_dt[i - 1], dr[i - 1], out=R_buf[i][k_buf])
                 if want_sleep:
                     S_Q[i] += vA[i].T @ u
             if want_dfc:
@@ -432,11 +475,13 @@ class BatchedDFC:
 
         if want_dfc and k_buf:
             flush(k_buf)
-        out.update(v=v, vB=vB, vA=vA, r=r, u=u, u_int=u_int, e0=e0, e_last=r_star - r[-1])
+        out.update(dv=dv, dvB=dvB, dr=dr, vA=vA, u=u, u_int=u_int, v_ff=v_ff, r_ff=r_ff, base=base,
+                   r=[r_ff[i] + dr[i] for i in range(L)], delta_L=delta_L,
+                   e0=delta_L.astype(np.float64), e_last=(delta_L - dr[-1]).astype(np.float64))
         if want_dfc:
-            # per-sample sum of layer-1 differences (float64; the t = 0 term is zero)
-            S_d0 = S_r0 - (T - 1) * phi_vB0.astype(np.float64)
-            out.update(S_d0=S_d0, S_W=S_W, S_b=S_b)
+            S_b = [x.sum(axis=0) for x in S_d]
+            S_W[0] = S_d[0].T @ X.astype(np.float64)
+            out.update(S_d=S_d, S_W=S_W, S_b=S_b)
         if want_sleep:
             out["S_Q"] = S_Q
         if record:
@@ -470,12 +515,12 @@ class BatchedDFC:
         ctrl = self.params.controller
         res = self._integrate(X, r_star, ctrl, phase="controlled", record=record, want_dfc=accumulate)
         T = ctrl.tmax
-        r_ff = self.feedforward(X)[1][-1]
+        r_ff = res["r_ff"][-1]
 
-        # --- convergence (spec section 2)
+        # --- convergence (spec section 2): r_L[T-1] - (r* - alpha u[T-1]) = dr_L - delta_L + alpha u
         conv = self.params.convergence
         steady = res["u"] if ctrl.form == "code" else res["u_int"]
-        resid = res["r"][-1] - (r_star - ctrl.alpha * steady)
+        resid = (res["dr"][-1] - res["delta_L"]).astype(np.float64) + ctrl.alpha * steady
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.linalg.norm(resid, axis=1) / np.linalg.norm(r_ff, axis=1)
         e_last_n = np.linalg.norm(res["e_last"], axis=1)
@@ -485,42 +530,42 @@ class BatchedDFC:
         n_nc = int(B - converged.sum())
 
         out = PhaseResult(r_star=r_star, r_ff=r_ff, converged=converged, n_nonconverged=n_nc,
-                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=[x.copy() for x in res["r"]])
+                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=res["r"])
         out.extra.update(rel_residual=rel, e_last_norm=e_last_n, e0_norm=e0_n)
 
-        # --- DFC-SS: last step, basal input rebuilt from r_{i-1}[T-1]
-        WT, b, _ = self._mats()
+        # --- DFC-SS: last step, basal input rebuilt from r_{i-1}[T-1]:
+        #     phi(v_B' + dv) - phi(v_B'), dv = v[T-1] - v_B[T-1], v_B' = W r_{i-1}[T-1] + b
+        WT, _, _ = self._mats()
         mf = mask.astype(np.float64)[:, None]
         dW_ss, db_ss = [], []
-        prev = X
         for i in range(self.L):
-            vB_re = prev @ WT[i] + b[i]
-            dv = res["v"][i] - res["vB"][i]
-            d = (phi(self.acts[i], vB_re + dv) - phi(self.acts[i], vB_re)).astype(np.float64) * mf
-            dW_ss.append(d.T @ prev.astype(np.float64) / B)
+            dvB_re = np.zeros_like(res["dv"][i]) if i == 0 else res["dr"][i - 1] @ WT[i]
+            dv = res["dv"][i] - res["dvB"][i]
+            a = self._deviation(i, res["base"][i], dvB_re + dv, np.empty_like(dv), np.empty_like(dv))
+            c = self._deviation(i, res["base"][i], dvB_re, np.empty_like(dv), np.empty_like(dv))
+            d = (a - c).astype(np.float64) * mf
+            pre = X if i == 0 else res["r"][i - 1]
+            dW_ss.append(d.T @ pre / B)
             db_ss.append(d.sum(axis=0) / B)
-            prev = res["r"][i]
         out.dW_ss, out.db_ss = dW_ss, db_ss
 
         # --- DFC: time average, non-converged samples removed exactly
         if accumulate:
             S_W, S_b = list(res["S_W"]), list(res["S_b"])
-            if not mask.all() and self.L > 1:
+            if not mask.all():
                 drop = ~mask
                 if drop.sum() <= B // 2:
                     sub = self._integrate(X[drop], r_star[drop], ctrl, phase="controlled", want_dfc=True)
-                    S_W = [None] + [S_W[i] - sub["S_W"][i] for i in range(1, self.L)]
-                    S_b = [None] + [S_b[i] - sub["S_b"][i] for i in range(1, self.L)]
+                    S_W = [S_W[i] - sub["S_W"][i] for i in range(self.L)]
+                    S_b = [S_b[i] - sub["S_b"][i] for i in range(self.L)]
                 elif mask.any():
                     sub = self._integrate(X[mask], r_star[mask], ctrl, phase="controlled", want_dfc=True)
                     S_W, S_b = sub["S_W"], sub["S_b"]
                 else:
-                    S_W = [None] + [np.zeros_like(S_W[i]) for i in range(1, self.L)]
-                    S_b = [None] + [np.zeros_like(S_b[i]) for i in range(1, self.L)]
-            d0 = res["S_d0"] * mf
-            dW = [d0.T @ X.astype(np.float64) / (B * T)] + [S_W[i] / (B * T) for i in range(1, self.L)]
-            db = [d0.sum(axis=0) / (B * T)] + [S_b[i] / (B * T) for i in range(1, self.L)]
-            out.dW_dfc, out.db_dfc = dW, db
+                    S_W = [np.zeros_like(x) for x in S_W]
+                    S_b = [np.zeros_like(x) for x in S_b]
+            out.dW_dfc = [x / (B * T) for x in S_W]
+            out.db_dfc = [x / (B * T) for x in S_b]
 
         if record:
             self._attach_record(out, res["record"])
@@ -578,7 +623,7 @@ class BatchedDFC:
         s2 = sp.sigma_tilde**2
         dQ = [-res["S_Q"][i] / (s2 * B * T) - beta * self.weights.Q[i] for i in range(self.L)]
         out = PhaseResult(r_star=r_star, r_ff=r_star, converged=np.ones(B, bool), n_nonconverged=0,
-                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=[x.copy() for x in res["r"]],
+                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=res["r"],
                           dQ=dQ)
         if record:
             self._attach_record(out, res["record"])
@@ -602,14 +647,13 @@ class BatchedDFC:
         r_star = self._check_target(r_star, B)
         v_ff, r_ff = self.feedforward(X)
         blocks = self.jacobian(v=v_ff, stacked=False)
-        WT, b, QT = self._mats()
         n_L = self.sizes[-1]
-        JQ = sum(np.matmul(blocks[i], QT[i].T) for i in range(self.L))
-        A = JQ.astype(np.float64) + self.params.controller.alpha * np.eye(n_L)
-        delta = (r_star - r_ff[-1]).astype(np.float64)
+        JQ = sum(np.matmul(blocks[i], self.weights.Q[i]) for i in range(self.L))
+        A = JQ + self.params.controller.alpha * np.eye(n_L)
+        delta = r_star - r_ff[-1]
         u = np.linalg.solve(A, delta[:, :, None])[:, :, 0]
         dW, db, dv_all, v_t = [], [], [], []
-        prev = X.astype(np.float64)
+        prev = X
         for i in range(self.L):
             vB = prev @ self.weights.W[i].T + self.weights.b[i]
             dv = u @ self.weights.Q[i].T
