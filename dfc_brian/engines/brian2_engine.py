@@ -342,6 +342,12 @@ class _Simulation:
         ns["x_input"], ns["y_input"] = self.x_input, self.y_input
         self.namespace = ns
 
+        # two clocks: the Euler step, and the start of each sample (every T steps)
+        step_clock = b2.Clock(dt=self.clock_dt, name="step_clock")
+        sample_clock = b2.Clock(dt=sample_dt, name="sample_clock")
+        u_var = "u" if ctrl.proactive else "u_prev"
+        fwd_plast = key.plasticity if phase == "controlled" else "none"
+        fb_plastic = phase != "controlled" and key.plasticity == "online"
         objs = []
         # Input population r_0 = x
         inp = b2.NeuronGroup(
@@ -350,12 +356,12 @@ class _Simulation:
             method="euler",
             name="input",
             order=eq.SCHEDULE["sample_start_input"],
-            dt=self.clock_dt,
+            clock=step_clock,
             namespace=ns,
         )
         inp.run_regularly(
             eq.INPUT_SAMPLE_START_CODE,
-            dt=sample_dt,
+            clock=sample_clock,
             when="groups",
             order=eq.SCHEDULE["sample_start_input"],
             name="input_sample_start",
@@ -373,28 +379,22 @@ class _Simulation:
                 method="euler",
                 name=f"layer{i}",
                 order=eq.layer_order(i, "apical"),
-                dt=self.clock_dt,
+                clock=step_clock,
                 namespace=ns,
             )
             G.t_diverged = -1
             G.run_regularly(
-                eq.basal_code(), when="groups", order=eq.layer_order(i, "basal"), name=f"layer{i}_basal"
-            )
-            G.run_regularly(
-                eq.soma_code(act), when="groups", order=eq.layer_order(i, "soma"), name=f"layer{i}_soma"
+                eq.soma_code(act),
+                when="groups",
+                order=eq.layer_order(i, "soma"),
+                name=f"layer{i}_soma",
             )
             G.run_regularly(
                 eq.layer_sample_start_code(act),
-                dt=sample_dt,
+                clock=sample_clock,
                 when="groups",
                 order=eq.layer_order(i, "sample_start_layer"),
                 name=f"layer{i}_sample_start",
-            )
-            G.run_regularly(
-                eq.DIVERGENCE_CODE,
-                when="groups",
-                order=eq.layer_order(i, "divergence_check"),
-                name=f"layer{i}_divergence",
             )
             if not ctrl.instantaneous:
                 G.run_regularly(
@@ -414,7 +414,7 @@ class _Simulation:
             method="euler",
             name="controller",
             order=eq.SCHEDULE["controller_integrate"],
-            dt=self.clock_dt,
+            clock=step_clock,
             namespace=ns,
         )
         C.r_L = b2.linked_var(out, "r")
@@ -435,23 +435,20 @@ class _Simulation:
         # output layer's feedforward reset), and u = u_int = 0
         target_order = eq.layer_order(L, "sample_start_controller")
         if spec.loss == "ce":
-            S_exp = b2.Synapses(C, C, eq.SOFTMAX_SUM, name="softmax_sum", dt=self.clock_dt, namespace=ns)
+            S_exp = b2.Synapses(C, C, eq.SOFTMAX_SUM, name="softmax_sum", clock=step_clock, namespace=ns)
             S_exp.connect()
             S_exp.summed_updaters["sum_exp_post"].order = eq.layer_order(L, "softmax_sum")
             objs.append(S_exp)
         target_code = eq.TARGET_CODE[spec.loss]
         C.run_regularly(
             target_code + "\n" + eq.CONTROLLER_SAMPLE_START_CODE,
-            dt=sample_dt,
+            clock=sample_clock,
             when="groups",
             order=target_order,
             name="controller_sample_start",
         )
         objs.append(C)
         # Synapses
-        u_var = "u" if ctrl.proactive else "u_prev"
-        fwd_plast = key.plasticity if phase == "controlled" else "none"
-        fb_plastic = phase != "controlled" and key.plasticity == "online"
         pre = inp
         plast_order = eq.plasticity_order(L)
         for i in range(1, L + 1):
@@ -465,7 +462,7 @@ class _Simulation:
                 method="euler",
                 name=f"W{i}",
                 order=plast_order,
-                dt=self.clock_dt,
+                clock=step_clock,
                 namespace=ns,
             )
             S.connect(i=np.tile(np.arange(n_pre), n_post), j=np.repeat(np.arange(n_post), n_pre))
@@ -474,27 +471,24 @@ class _Simulation:
                 S.run_regularly(sm.on_step, when="groups", order=plast_order, name=f"W{i}_accumulate")
                 S.run_regularly(
                     "dW_ss += (r_post - r_basal_post)*r_pre*int(t > 0*second)",
-                    dt=sample_dt,
+                    clock=sample_clock,
                     when="groups",
                     order=0,
                     name=f"W{i}_last_step",
                 )
                 G.run_regularly(
-                    eq.BIAS_ACCUMULATE_CODE,
-                    when="groups",
-                    order=plast_order,
-                    name=f"layer{i}_bias_accumulate",
-                )
-                G.run_regularly(
                     "db_ss += (r - r_basal)*int(t > 0*second)",
-                    dt=sample_dt,
+                    clock=sample_clock,
                     when="groups",
                     order=0,
                     name=f"layer{i}_bias_last_step",
                 )
-            elif fwd_plast == "online":
+            if fwd_plast in eq.BIAS_CODE:
                 G.run_regularly(
-                    eq.BIAS_ONLINE_CODE, when="groups", order=plast_order, name=f"layer{i}_bias_online"
+                    eq.BIAS_CODE[fwd_plast],
+                    when="groups",
+                    order=plast_order,
+                    name=f"layer{i}_bias_plasticity",
                 )
             fm = eq.feedback_synapse_model(u_var, fb_plastic)
             F = b2.Synapses(
@@ -504,7 +498,7 @@ class _Simulation:
                 method="euler",
                 name=f"Q{i}",
                 order=plast_order,
-                dt=self.clock_dt,
+                clock=step_clock,
                 namespace=ns,
             )
             F.connect(i=np.tile(np.arange(spec.n_out), n_post), j=np.repeat(np.arange(n_post), spec.n_out))
@@ -544,13 +538,13 @@ class _Simulation:
             objs.append(self.ctrl_mon)
         # state at the first step (feedforward) and at the last step of each sample
         self.start_mon = b2.StateMonitor(
-            C, ["r_L", "error"], record=True, dt=sample_dt, when="end", name="monitor_sample_start"
+            C, ["r_L", "error"], record=True, clock=sample_clock, when="end", name="monitor_sample_start"
         )
         self.end_mon = b2.StateMonitor(
             C,
             ["r_L", "error", "u", "r_star"],
             record=True,
-            dt=sample_dt,
+            clock=sample_clock,
             when="groups",
             order=0,
             name="monitor_sample_end",

@@ -79,13 +79,11 @@ SCHEDULE = {
     "keep_rates": 6,  # every layer: r_prev = r (non-instantaneous transmission only)
     # per layer, offsets from 100*i:
     "summed_inputs": -4,  # W r_{i-1} -> I_basal, Q u -> I_apical (summed synapses)
-    "basal": -3,  # v_basal = I_basal + b
     "apical": -2,  # state updater: Euler(-Maruyama) step of v_apical
-    "soma": -1,  # v_soma Euler step and rates
+    "soma": -1,  # v_basal, v_soma Euler step, rates, divergence check, bias plasticity
     "sample_start_layer": 0,  # new sample: feedforward values
     "softmax_sum": 2,  # (output layer) sum of exp(r_L) for the CE target
     "sample_start_controller": 3,  # (output layer) new sample: r_star, u = u_int = 0
-    "divergence_check": 1,  # remember the first time |v| exceeds v_max or is NaN
     # after all layers:
     "plasticity": 10,  # forward/feedback weight dynamics and update accumulators
 }
@@ -122,17 +120,27 @@ def layer_equations(noise: bool) -> str:
     """
 
 
-def basal_code() -> str:
-    return "v_basal = I_basal + b"
-
-
 def soma_code(activation: str) -> str:
-    """Forward-Euler step of the soma, then the rates (spec section 2, step 3)."""
+    """One step of a layer after its synaptic inputs are summed (spec section 2, step 3).
+
+    The basal compartment, the forward-Euler step of the soma, the rates and the divergence
+    check (remember the first time |v_soma| > v_max or NaN): one pass over the neurons.
+    """
     return f"""
+    v_basal = I_basal + b
     v_soma = v_soma + dt/tau_v*(v_apical + v_basal - v_soma)
     r = {phi(activation, "v_soma")}
     r_basal = {phi(activation, "v_basal")}
+    t_diverged = t_diverged + (t/tau_u - t_diverged)*int(t_diverged < 0 and not (abs(v_soma) < v_max))
     """
+
+
+# Bias plasticity, run with the weight plasticity after every layer has been updated (and
+# after a new sample's feedforward reset, whose term is zero)
+BIAS_CODE = {
+    "online": "b += dt*(r - r_basal)/tau_W  # tau_W db/dt = phi(v) - phi(v_B)",
+    "accumulate": "db_acc += (r - r_basal)/T_steps  # time-averaged DFC bias update",
+}
 
 
 def layer_sample_start_code(activation: str) -> str:
@@ -145,10 +153,6 @@ def layer_sample_start_code(activation: str) -> str:
     r_prev = r
     """
 
-
-DIVERGENCE_CODE = """
-t_diverged = t_diverged + (t/tau_u - t_diverged)*int(t_diverged < 0 and not (abs(v_soma) < v_max))
-"""
 
 KEEP_RATE_CODE = "r_prev = r"
 
@@ -249,7 +253,3 @@ def feedback_synapse_model(u_var: str, plastic: bool) -> SynapseModel:
     return SynapseModel(
         "\n".join([weight, f"I_apical_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u"])
     )
-
-
-BIAS_ONLINE_CODE = "b += dt*(r - r_basal)/tau_W"
-BIAS_ACCUMULATE_CODE = "db_acc += (r - r_basal)/T_steps"
