@@ -88,6 +88,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.epochs < 0:
             raise ConfigError(f"--epochs must be >= 0, got {args.epochs}")
         cfg.setdefault("training", {})["epochs"] = args.epochs
+    if getattr(args, "epochs_fb", None) is not None:
+        if args.epochs_fb < 0:
+            raise ConfigError(f"--epochs-fb must be >= 0, got {args.epochs_fb}")
+        cfg.setdefault("training", {})["epochs_fb"] = args.epochs_fb
     if args.max_batches is not None and args.max_batches < 1:
         raise ConfigError(f"--max-batches must be >= 1, got {args.max_batches}")
     if args.seed < 0:
@@ -240,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="data root (default $DFC_DATA, else ./data)")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     t.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    t.add_argument("--epochs-fb", type=int, default=None,
+                   help="override training.epochs_fb (feedback pre-training epochs)")
     t.add_argument("--max-batches", type=int, default=None, help="at most N minibatches per epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)
