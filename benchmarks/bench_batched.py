@@ -108,9 +108,11 @@ def naive_full_trajectory(p: ModelParams, w, X: np.ndarray, r_star: np.ndarray) 
 
 
 def angle_deg(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Angle between two whole-network updates, 2 atan2(|x^ - y^|, |x^ + y^|) (exact near 0)."""
     x = np.concatenate([m.ravel() for m in a])
     y = np.concatenate([m.ravel() for m in b])
-    return float(np.degrees(np.arccos(np.clip(x @ y / (np.linalg.norm(x) * np.linalg.norm(y)), -1, 1))))
+    x, y = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    return float(np.degrees(2 * np.arctan2(np.linalg.norm(x - y), np.linalg.norm(x + y))))
 
 
 def timed(fn, *args, repeat: int = 1):

@@ -465,6 +465,23 @@ def test_methods_q_modes_and_training_reduces_loss():
     np.testing.assert_allclose(trained.predict(X), r_L)
 
 
+def test_sleep_passes_per_train_step():
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(4, 4)), rng.normal(size=(4, 3))
+    m = make_method(_method_cfg("DFC-SS", "trained"), seed=0)
+    m.train_step(X, y)
+    assert m.n_sleep == 3  # sleep, forward, sleep, sleep
+    m.pretrain_feedback_step(X)
+    assert m.n_sleep == 4 and m.fb_pre_opt.t == 1 and m.fb_opt.t == 3
+    e = make_method(_method_cfg("DFC-SS", "trained", extra_sleep_mode="epoch"), seed=0)
+    e.train_step(X, y)
+    e.feedback_step(X)
+    assert e.n_sleep == 2 and e.fb_opt.t == 2
+    f = make_method(_method_cfg("DFC-SS", "fixed"), seed=0)
+    f.train_step(X, y)
+    assert f.n_sleep == 0 and f.pretrain_feedback_step(X) == {}
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("lr", -1.0, "training.lr must be positive"),
     ("method", "TP", "training.method"),
@@ -479,3 +496,27 @@ def test_training_config_errors_name_the_field(field, value, match):
     cfg["training"][field] = value
     with pytest.raises(ConfigError, match=match):
         make_method(cfg, seed=0)
+
+
+def test_sleep_learning_aligns_Q_with_J_transpose():
+    """Sign check of the anti-Hebbian rule: sleep-only training turns Q towards J^T."""
+    cfg = {
+        "model": {"sizes": [6, 5, 4, 3], "activations": ["tanh", "tanh", "linear"], "loss": "mse"},
+        "sleep": {"sigma": 0.05, "k_p_fb": 0.1, "alpha_fb": 0.25, "dt_fb": 0.005, "tmax_fb": 50,
+                  "tcr_fb": 0.01, "tau_A": 0.3},
+        "training": {"method": "DFC", "q": "trained", "lr": 1e-3, "lr_fb_pretrain": 3e-3, "freeze_QL": True},
+    }
+    m = make_method(cfg, seed=0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 6))
+
+    def mean_angle():
+        J = m.engine.jacobian(X)
+        Q = np.concatenate(m.weights.Q, axis=0)
+        return np.mean([_angle([Q], [J[b].T]) for b in range(len(X))])
+
+    before = mean_angle()
+    for _ in range(300):
+        m.pretrain_feedback_step(X[rng.integers(0, 64, 16)])
+    after = mean_angle()
+    assert after < before - 15.0, (before, after)

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient
+from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, forward
 from dfc_brian.engines.batched import BatchedDFC, loss_and_grad
 from dfc_brian.engines.optim import SGD, Adam, clip_per_tensor, make_optimizer
 from dfc_brian.model.params import ConfigError, ModelParams
@@ -192,8 +192,6 @@ class Method:
     # -- interface
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Feedforward output :math:`r_L^-` (B, n_L), float64."""
-        from dfc_brian.engines.baselines import forward
-
         return forward(self.params.network, self.weights, X)[1][-1]
 
     def pretrain_feedback_step(self, X: np.ndarray) -> dict:
