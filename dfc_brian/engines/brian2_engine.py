@@ -336,6 +336,10 @@ class _Simulation:
             "n_out": float(spec.n_out),
             "target_scale": ctrl.target_stepsize / B if phase == "controlled" else 0.0,
         }
+        # TimedArrays are read only at the first step of a sample, where t is a multiple of
+        # sample_dt up to round-off (Brian2 rounds t/dt to the nearest index, safe here); its
+        # "time grids not aligned" warning about a ratio like 49.999999999 is harmless.
+        b2.BrianLogger.suppress_name("brian2.input.timedarray")
         # one row per sample, plus one for the extra final step that ends the last sample
         self.x_input = b2.TimedArray(_pad(X), dt=sample_dt, name="x_input")
         self.y_input = b2.TimedArray(_pad(y), dt=sample_dt, name="y_input")
