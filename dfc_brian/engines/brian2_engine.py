@@ -316,6 +316,8 @@ class _Simulation:
         sample_dt = T * self.clock_dt
         phase = key.phase
         noise = phase == "sleep" and p.sleep.sigma > 0
+        filtered_apical = phase != "controlled"
+        apical_target = "I_apical" if filtered_apical else "v_apical"
         tau_A = ctrl.dt * tau_u if phase == "controlled" else p.sleep.tau_A * tau_u
         self.N, self.T = N, T
 
@@ -379,7 +381,7 @@ class _Simulation:
             act = spec.activations[i - 1]
             G = b2.NeuronGroup(
                 spec.sizes[i],
-                eq.layer_equations(noise),
+                eq.layer_equations(filtered_apical, noise),
                 method="euler",
                 name=f"layer{i}",
                 order=eq.layer_order(i, "apical"),
@@ -469,7 +471,7 @@ class _Simulation:
                 clock=step_clock,
                 namespace=ns,
             )
-            S.connect(i=np.tile(np.arange(n_pre), n_post), j=np.repeat(np.arange(n_post), n_pre))
+            S.connect(i=_pre_index(n_pre, n_post), j=_post_index(n_pre, n_post))
             S.summed_updaters["I_basal_post"].order = eq.layer_order(i, "summed_inputs")
             if sm.on_step:
                 S.run_regularly(sm.on_step, when="groups", order=plast_order, name=f"W{i}_accumulate")
@@ -494,7 +496,7 @@ class _Simulation:
                     order=plast_order,
                     name=f"layer{i}_bias_plasticity",
                 )
-            fm = eq.feedback_synapse_model(u_var, fb_plastic)
+            fm = eq.feedback_synapse_model(u_var, fb_plastic, target=apical_target)
             F = b2.Synapses(
                 C,
                 G,
@@ -505,8 +507,8 @@ class _Simulation:
                 clock=step_clock,
                 namespace=ns,
             )
-            F.connect(i=np.tile(np.arange(spec.n_out), n_post), j=np.repeat(np.arange(n_post), spec.n_out))
-            F.summed_updaters["I_apical_post"].order = eq.layer_order(i, "summed_inputs")
+            F.connect(i=_pre_index(spec.n_out, n_post), j=_post_index(spec.n_out, n_post))
+            F.summed_updaters[f"{apical_target}_post"].order = eq.layer_order(i, "summed_inputs")
             self.fwd.append(S)
             self.fb.append(F)
             objs += [S, F]
@@ -565,7 +567,7 @@ class _Simulation:
     def _write_weights(self, w: Weights) -> dict:
         args = {}
         for i, (S, F, G) in enumerate(zip(self.fwd, self.fb, self.layers)):
-            vals = {S.w: w.W[i].ravel(), F.Q: w.Q[i].ravel(), G.b: w.b[i]}
+            vals = {S.w: _to_synapses(w.W[i]), F.Q: _to_synapses(w.Q[i]), G.b: w.b[i]}
             if "dW_acc" in S.variables:
                 z = np.zeros(w.W[i].size)
                 vals.update(
@@ -645,16 +647,16 @@ class _Simulation:
             res.dW_dfc, res.db_dfc, res.dW_ss, res.db_ss = [], [], [], []
             for i, (S, G) in enumerate(zip(self.fwd, self.layers)):
                 shape = (spec.sizes[i + 1], spec.sizes[i])
-                res.dW_dfc.append(np.asarray(S.dW_acc[:]).reshape(shape) / N)
-                res.dW_ss.append(np.asarray(S.dW_ss[:]).reshape(shape) / N)
+                res.dW_dfc.append(_from_synapses(S.dW_acc[:], shape) / N)
+                res.dW_ss.append(_from_synapses(S.dW_ss[:], shape) / N)
                 res.db_dfc.append(np.asarray(G.db_acc[:]) / N)
                 res.db_ss.append(np.asarray(G.db_ss[:]) / N)
         # read back the (possibly learned) weights
         if key.plasticity == "online":
             w = owner.weights
             for i, (S, F, G) in enumerate(zip(self.fwd, self.fb, self.layers)):
-                w.W[i] = np.asarray(S.w[:]).reshape(w.W[i].shape).copy()
-                w.Q[i] = np.asarray(F.Q[:]).reshape(w.Q[i].shape).copy()
+                w.W[i] = _from_synapses(S.w[:], w.W[i].shape)
+                w.Q[i] = _from_synapses(F.Q[:], w.Q[i].shape)
                 w.b[i] = np.asarray(G.b[:]).copy()
             for name, arrs in (("W", w.W), ("Q", w.Q), ("b", w.b)):
                 for i, a in enumerate(arrs):
@@ -665,6 +667,29 @@ class _Simulation:
     def scheduling_summary(self):
         """Brian2's schedule of this network (check the `order` of every code runner)."""
         return self.net.scheduling_summary()
+
+
+# Synapse order: pre-major (all synapses of presynaptic neuron 0, then of neuron 1, ...).
+# The summed-variable loop adds into I[post] for consecutive synapses; with pre-major order
+# consecutive synapses target different neurons, so the additions do not wait on each other
+# (post-major order chains every addition through one memory location and is much slower).
+# The sum over presynaptic neurons of each neuron still runs in increasing pre order.
+def _pre_index(n_pre: int, n_post: int) -> np.ndarray:
+    return np.repeat(np.arange(n_pre), n_post)
+
+
+def _post_index(n_pre: int, n_post: int) -> np.ndarray:
+    return np.tile(np.arange(n_post), n_pre)
+
+
+def _to_synapses(M: np.ndarray) -> np.ndarray:
+    """(n_post, n_pre) matrix -> synapse values in pre-major order."""
+    return np.ascontiguousarray(M.T).ravel()
+
+
+def _from_synapses(values, shape: tuple[int, int]) -> np.ndarray:
+    """Synapse values in pre-major order -> (n_post, n_pre) matrix (a copy)."""
+    return np.asarray(values).reshape(shape[1], shape[0]).T.copy()
 
 
 def _pad(a: np.ndarray) -> np.ndarray:

@@ -79,7 +79,7 @@ SCHEDULE = {
     "keep_rates": 6,  # every layer: r_prev = r (non-instantaneous transmission only)
     # per layer, offsets from 100*i:
     "summed_inputs": -4,  # W r_{i-1} -> I_basal, Q u -> I_apical (summed synapses)
-    "apical": -2,  # state updater: Euler(-Maruyama) step of v_apical
+    "apical": -2,  # state updater: Euler(-Maruyama) step of v_apical (sleep phase)
     "soma": -1,  # v_basal, v_soma Euler step, rates, divergence check, bias plasticity
     "sample_start_layer": 0,  # new sample: feedforward values
     "softmax_sum": 2,  # (output layer) sum of exp(r_L) for the CE target
@@ -101,15 +101,28 @@ def plasticity_order(n_layers: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # Model definition
 # ---------------------------------------------------------------------------------------------
-def layer_equations(noise: bool) -> str:
-    """Equations of one layer of multi-compartment neurons (a NeuronGroup of n_i units)."""
-    noise_term = " + sigma*sqrt(tau_u)*xi/tau_A" if noise else ""
-    return f"""
+def layer_equations(filtered_apical: bool, noise: bool) -> str:
+    """Equations of one layer of multi-compartment neurons (a NeuronGroup of n_i units).
+
+    ``filtered_apical`` (sleep phase): the apical compartment low-pass filters Q u with time
+    constant tau_A, plus white noise if ``noise``. Otherwise (controlled phase, tau_A = dt in
+    the authors' code) the apical compartment is Q u itself, summed by the feedback synapses.
+    """
+    if filtered_apical:
+        noise_term = " + sigma*sqrt(tau_u)*xi/tau_A" if noise else ""
+        apical = f"""
     dv_apical/dt = (I_apical - v_apical)/tau_A{noise_term} : 1  # apical compartment (feedback)
+    I_apical : 1        # Q_i u, summed over the feedback synapses"""
+    else:
+        apical = """
+    v_apical : 1        # apical compartment Q_i u, summed over the feedback synapses
+    I_apical = v_apical : 1  # (the apical input is the compartment itself: tau_A = dt)"""
+    return (
+        apical
+        + """
     v_soma : 1          # somatic voltage v_i (Euler step in `soma_code`)
     v_basal : 1         # basal compartment W_i r_(i-1) + b_i
     I_basal : 1         # W_i r_(i-1), summed over the forward synapses
-    I_apical : 1        # Q_i u, summed over the feedback synapses
     r : 1               # rate phi(v_soma), a state variable updated once per step
     r_basal : 1         # phi(v_basal): the rate without feedback, for the plasticity rule
     r_prev : 1          # r of the previous step (non-instantaneous transmission)
@@ -118,6 +131,7 @@ def layer_equations(noise: bool) -> str:
     db_ss : 1           # last-step bias update (DFC-SS)
     t_diverged : 1      # first time (units of tau_u) |v_soma| > v_max or NaN; -1 if never
     """
+    )
 
 
 def soma_code(activation: str) -> str:
@@ -237,7 +251,7 @@ def forward_synapse_model(pre_rate: str, plasticity: str) -> SynapseModel:
     return SynapseModel("\n".join(lines), code)
 
 
-def feedback_synapse_model(u_var: str, plastic: bool) -> SynapseModel:
+def feedback_synapse_model(u_var: str, plastic: bool, target: str = "I_apical") -> SynapseModel:
     """Feedback weights Q_i: carry Q u into the apical compartment.
 
     With ``plastic`` the anti-Hebbian rule
@@ -251,5 +265,5 @@ def feedback_synapse_model(u_var: str, plastic: bool) -> SynapseModel:
     else:
         weight = "Q : 1  # feedback weight Q_i[post, pre]"
     return SynapseModel(
-        "\n".join([weight, f"I_apical_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u"])
+        "\n".join([weight, f"{target}_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u"])
     )
