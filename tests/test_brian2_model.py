@@ -381,3 +381,16 @@ def test_cpp_standalone_built_once_equals_runtime(tmp_path):
         np.testing.assert_allclose(b.u, a.u, atol=1e-12)
         np.testing.assert_allclose(b.dW_dfc[0], a.dW_dfc[0], atol=1e-12)
     assert np.abs(a1.u - a2.u).max() > 1e-3  # the second run really used the new inputs
+
+
+def test_build_from_yaml_config_and_errors_name_file_and_field(tmp_path):
+    net = BrianDFC.from_config("toy/demo", seed=0)
+    assert net.params.network.sizes == (15, 10, 10, 5)
+    res = net.controlled_phase(np.zeros((1, 15)), np.zeros((1, 5)), record=("u",))
+    assert res.u.shape == (1, net.params.controller.tmax, 5)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  sizes: [3, 2]\n  activations: [tanh]\ncontroller:\n  tcr: 0\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*controller.tcr"):
+        BrianDFC.from_config(str(bad))
+    with pytest.raises(ConfigError, match="not found"):
+        BrianDFC.from_config(str(tmp_path / "missing.yaml"))

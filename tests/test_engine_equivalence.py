@@ -34,18 +34,24 @@ def _setup(loss, seed, **ctrl):
     return params, w, X, y
 
 
-@pytest.mark.parametrize("loss, ctrl", [("mse", {}), ("ce", {}), ("mse", {"form": "slides", "K_I": 0.8}),
-                                        ("ce", {"proactive": False})])
+@pytest.mark.parametrize(
+    "loss, ctrl",
+    [("mse", {}), ("ce", {}), ("mse", {"form": "slides", "K_I": 0.8}), ("ce", {"proactive": False})],
+)
 def test_controlled_phase_trajectories_and_updates_agree(loss, ctrl):
     params, w, X, y = _setup(loss, seed=3, **ctrl)
     bt = BatchedDFC(params, w)
     r_star = bt.output_target(bt.feedforward(X)[1][-1], y)
     a = bt.controlled_phase(X, r_star, record=True)
-    b = BrianDFC(params, w).controlled_phase(X, y, record=("v_soma", "v_basal", "v_apical", "r", "u", "u_int", "e"))
+    b = BrianDFC(params, w).controlled_phase(
+        X, y, record=("v_soma", "v_basal", "v_apical", "r", "u", "u_int", "e")
+    )
     np.testing.assert_allclose(b.r_star, r_star, rtol=0, atol=TOL)
     for name in ("v_soma", "v_basal", "v_apical", "r"):
         for i in range(3):
-            np.testing.assert_allclose(b.layer_vars[name][i], getattr(a, name)[i], rtol=0, atol=TOL, err_msg=name)
+            np.testing.assert_allclose(
+                b.layer_vars[name][i], getattr(a, name)[i], rtol=0, atol=TOL, err_msg=name
+            )
     for name in ("u", "u_int", "e"):
         np.testing.assert_allclose(b.controller_vars[name], getattr(a, name), rtol=0, atol=TOL, err_msg=name)
     for i in range(3):

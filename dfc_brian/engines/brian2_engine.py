@@ -24,6 +24,7 @@ standalone simulation with another configuration re-initialises the device.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import numpy as np
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model import equations as eq
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
-from dfc_brian.model.weights import Weights
+from dfc_brian.model.weights import Weights, init_weights
 
 TARGETS = ("numpy", "cython", "cpp_standalone")
 RECORDABLE = ("v_soma", "v_basal", "v_apical", "r", "I_basal", "I_apical", "r_basal")
@@ -143,6 +144,29 @@ class BrianDFC:
         self.seed = seed
         self.directory = directory
         self._standalone_sim: _Simulation | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike,
+        weights: Weights | None = None,
+        *,
+        seed: int = 0,
+        q_init: str = "random",
+        **kwargs,
+    ) -> BrianDFC:
+        """Build from a YAML config (a path, or a name under ``models/`` such as ``toy/demo``).
+
+        Without ``weights``, W is xavier-normal, b = 0 and Q is ``q_init`` (``random`` with
+        Q_L = I, or ``weight_product``), drawn with ``seed``. Other keyword arguments go to
+        :class:`BrianDFC` (``target``, ``tau_W``, ...); ``seed`` also seeds the sleep-phase noise.
+        """
+        from dfc_brian.config import load_model_params
+
+        params = load_model_params(config)
+        if weights is None:
+            weights = init_weights(params.network, seed=seed, q_init=q_init)
+        return cls(params, weights, seed=seed, **kwargs)
 
     # ------------------------------------------------------------------ public API
     def controlled_phase(
