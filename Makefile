@@ -19,6 +19,7 @@ demo: install
 	$(VENV)/bin/dfc-brian demo --out figures
 
 test: install
+	$(VENV)/bin/ruff check dfc_brian tests benchmarks notebooks
 	$(VENV)/bin/python -m pytest -q tests
 	DFC_QUICK=1 $(VENV)/bin/python -m pytest -q --nbmake notebooks
 
