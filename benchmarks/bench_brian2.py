@@ -6,7 +6,7 @@ Measures, for online learning with per-step plasticity of W (minibatch of 1):
 Each configuration is built and compiled once; the timed runs re-run the compiled binary
 with new inputs and weights (``device.run(run_args=...)``), as training does.
 
-Usage: python benchmarks/bench_brian2.py [--samples-big 200] [--samples-toy 20000] [--repeats 3]
+Usage: python benchmarks/bench_brian2.py [--samples-big 200] [--samples-toy 20000] [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dfc_brian import ControllerParams, ModelParams, NetworkSpec, init_weights
 from dfc_brian.engines.brian2_engine import BrianDFC
 
 
-def bench(sizes, acts, T, n_samples, repeats, loss="ce", dtype="float64"):
+def bench(sizes, acts, T, n_samples, repeats, loss="ce", dtype="float64", threads=0):
     spec = NetworkSpec(sizes, acts, loss=loss)
     params = ModelParams(
         spec, ControllerParams(k_p=2.0, alpha=1.39e-3, dt=0.02, tmax=T, tcr=0.2, target_stepsize=0.0779)
@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--samples-big", type=int, default=200)
     ap.add_argument("--samples-toy", type=int, default=20000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="*", default=[2], help="OpenMP thread counts to try")
     ap.add_argument("--out", default=str(Path(__file__).with_name("results") / "brian2.json"))
     a = ap.parse_args()
     res = {
@@ -83,22 +84,21 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "processor": platform.processor(),
         },
-        "mnist_784_256_256_256_10": bench(
-            (784, 256, 256, 256, 10), ("tanh", "tanh", "tanh", "linear"), 100, a.samples_big, a.repeats
-        ),
-        "mnist_784_256_256_256_10_float32": bench(
-            (784, 256, 256, 256, 10),
-            ("tanh", "tanh", "tanh", "linear"),
-            100,
-            a.samples_big,
-            a.repeats,
-            dtype="float32",
-        ),
-        "toy_15_10_10_5": bench(
-            (15, 10, 10, 5), ("tanh", "tanh", "linear"), 100, a.samples_toy, a.repeats, loss="mse"
-        ),
-        "targets": {"mnist_ns_per_synapse_per_step_max": 1.0, "toy_samples_per_s_min": 10000},
+        "load_average_before": os.getloadavg(),
     }
+    big = ((784, 256, 256, 256, 10), ("tanh", "tanh", "tanh", "linear"), 100, a.samples_big, a.repeats)
+    res["mnist_784_256_256_256_10"] = bench(*big)
+    res["mnist_784_256_256_256_10_float32"] = bench(*big, dtype="float32")
+    for n in a.threads:
+        res[f"mnist_784_256_256_256_10_openmp{n}"] = bench(*big, threads=n)
+    toy = ((15, 10, 10, 5), ("tanh", "tanh", "linear"), 100, a.samples_toy, a.repeats)
+    res["toy_15_10_10_5"] = bench(*toy, loss="mse")
+    res.update(
+        {
+            "targets": {"mnist_ns_per_synapse_per_step_max": 1.0, "toy_samples_per_s_min": 10000},
+            "load_average_after": os.getloadavg(),
+        }
+    )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

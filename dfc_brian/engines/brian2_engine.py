@@ -109,6 +109,9 @@ class BrianDFC:
     dtype : str
         ``float64`` (default, the authors' precision) or ``float32`` (Brian2's
         ``core.default_float_dtype``; less memory traffic per synapse).
+    threads : int
+        OpenMP threads of the cpp_standalone target (0: none, the default; Brian2's
+        ``devices.cpp_standalone.openmp_threads``). Helps only large networks.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class BrianDFC:
         seed: int | None = None,
         directory: str | None = None,
         dtype: str = "float64",
+        threads: int = 0,
     ) -> None:
         if target not in TARGETS:
             raise ConfigError(f"target = {target!r} is unknown; choose one of {TARGETS}")
@@ -135,6 +139,9 @@ class BrianDFC:
         if dtype not in ("float64", "float32"):
             raise ConfigError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
         self.dtype = dtype
+        if int(threads) != threads or threads < 0:
+            raise ConfigError(f"threads must be a non-negative integer, got {threads!r}")
+        self.threads = int(threads)
         if not np.isfinite(beta) or beta < 0:
             raise ConfigError(f"beta must be non-negative, got {beta!r}")
         self.params = params
@@ -326,6 +333,7 @@ class _Simulation:
         if standalone:
             self.directory = owner.directory or tempfile.mkdtemp(prefix="dfc_brian_standalone_")
             b2.set_device("cpp_standalone", build_on_run=False, directory=self.directory)
+            b2.prefs.devices.cpp_standalone.openmp_threads = owner.threads
         else:
             b2.set_device("runtime")
             b2.prefs.codegen.target = owner.target
