@@ -41,8 +41,6 @@ def _feedforward(w, acts, X):
 
 def main(args: argparse.Namespace | None = None) -> int:
     """Run the demo; ``args`` has ``out`` (folder), ``target`` (Brian2 target), ``quick``."""
-    from tqdm import tqdm
-
     from dfc_brian.config import load_config
     from dfc_brian.engines.brian2_engine import BrianDFC
     from dfc_brian.experiments.data import student_teacher
@@ -85,18 +83,24 @@ def main(args: argparse.Namespace | None = None) -> int:
     def test_loss():
         return float(np.mean((_feedforward(net.get_weights(), spec.activations, Xte) - Yte) ** 2))
 
-    rng = np.random.default_rng(seed)
     losses = [test_loss()]
     t0 = time.time()
     print(
         f"dfc-brian demo: {spec.sizes} student, Brian2 target '{target}', {epochs} epochs of {n_train} "
-        f"samples x {params.controller.tmax} steps"
+        f"samples x {params.controller.tmax} steps, each epoch after a sleep phase on {n_sleep} samples"
     )
-    for _ in tqdm(range(epochs), desc="epochs", unit="epoch"):
-        idx = rng.permutation(len(Xtr))
-        net.sleep_phase(Xtr[idx[:n_sleep]])  # feedback learning: Q aligns with the network
-        net.controlled_phase(Xtr[idx[:n_train]], Ytr[idx[:n_train]], plasticity="online")
-        losses.append(test_loss())
+    # online learning: continuous plasticity, one sample after another; a sleep phase (noisy
+    # apical compartments, anti-Hebbian Q plasticity) before each epoch
+    history = net.train_online(
+        Xtr[:n_train],
+        Ytr[:n_train],
+        epochs=epochs,
+        chunk_size=n_train,
+        sleep_samples=n_sleep,
+        seed=seed,
+        evaluate=lambda _: {"test_loss": test_loss()},
+    )
+    losses += [h["test_loss"] for h in history]
     wall = time.time() - t0
     # One controlled phase with recording, for the compartment figure
     rec = net.controlled_phase(
@@ -150,7 +154,6 @@ def _plot_compartments(rec, spec, path: Path) -> None:
         ax.set_xlabel("time (units of $\\tau_u$)")
     axes[L, 0].legend(loc="best")
     fig.suptitle("DFC in Brian2: compartments during a controlled phase")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
@@ -166,7 +169,6 @@ def _plot_loss(losses, path: Path) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("test MSE")
     ax.set_title("online DFC learning (Brian2)")
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 

@@ -151,6 +151,7 @@ class BrianDFC:
         self.seed = seed
         self.directory = directory
         self._standalone_sim: _Simulation | None = None
+        self.n_builds = 0  # simulations built so far: the noise of build k is seeded seed + k
 
     @classmethod
     def from_config(
@@ -225,6 +226,73 @@ class BrianDFC:
         phase = "sleep" if noise else "sleep_noiseless"
         plast = "online" if plastic else "none"
         return self._simulate(phase, plast, X, None, 1, record, layers, neurons, record_every)
+
+    def train_online(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int = 1,
+        chunk_size: int = 100,
+        sleep_samples: int = 0,
+        seed: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+        resume: bool = False,
+        evaluate=None,
+        progress: bool = True,
+    ) -> list[dict]:
+        """Online DFC learning: each sample for T steps with continuous plasticity of W and b.
+
+        Every epoch shuffles the samples (seeded) and presents them in chunks of
+        ``chunk_size`` samples, one Brian2 run each (with cpp_standalone the project is built
+        once and re-run; the ``len(X) % chunk_size`` samples left over are skipped that
+        epoch). With ``sleep_samples`` > 0, a sleep phase on that many random samples (Q
+        plasticity) precedes each epoch; with cpp_standalone, switching phases rebuilds the
+        project. ``evaluate(net) -> dict`` is called after every epoch; its results are
+        returned. ``checkpoint``: an npz written after every epoch (weights, epoch, RNG state,
+        history); ``resume=True`` continues from it to the identical result.
+        """
+        import json
+
+        from tqdm import tqdm
+
+        X, y = self._check_inputs(X, y)
+        if int(chunk_size) != chunk_size or not 1 <= chunk_size <= len(X):
+            raise ConfigError(f"chunk_size must be an integer in 1..{len(X)}, got {chunk_size!r}")
+        rng = np.random.default_rng(seed)
+        history: list[dict] = []
+        start = 0
+        L = self.params.network.n_layers
+        if resume:
+            if checkpoint is None or not os.path.exists(checkpoint):
+                raise ConfigError(f"resume=True but checkpoint {checkpoint!r} does not exist")
+            with np.load(checkpoint, allow_pickle=False) as d:
+                self.set_weights(Weights.from_npz_dict(d, L))
+                start = int(d["epoch"])
+                self.n_builds = int(d["n_builds"])
+                rng.bit_generator.state = json.loads(str(d["rng_state"]))
+                history = json.loads(str(d["history"]))
+        for epoch in range(start, epochs):
+            perm = rng.permutation(len(X))
+            if sleep_samples:
+                self.sleep_phase(X[rng.choice(len(X), size=sleep_samples, replace=False)])
+            chunks = range(len(X) // chunk_size)
+            for k in tqdm(chunks, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, unit="chunk"):
+                idx = perm[k * chunk_size : (k + 1) * chunk_size]
+                self.controlled_phase(X[idx], y[idx], plasticity="online")
+            history.append({"epoch": epoch + 1, **(evaluate(self) if evaluate else {})})
+            if checkpoint is not None:
+                tmp = f"{checkpoint}.tmp.npz"
+                np.savez(
+                    tmp,
+                    epoch=epoch + 1,
+                    n_builds=self.n_builds,
+                    rng_state=json.dumps(rng.bit_generator.state),
+                    history=json.dumps(history),
+                    **self.weights.to_npz_dict(),
+                )
+                os.replace(tmp, checkpoint)
+        return history
 
     def get_weights(self) -> Weights:
         """Current weights as NumPy arrays: W[i] (n_post, n_pre), b[i], Q[i] (n_i, n_L)."""
@@ -340,7 +408,10 @@ class _Simulation:
         b2.start_scope()
         b2.prefs.core.default_float_dtype = np.float32 if owner.dtype == "float32" else np.float64
         if owner.seed is not None:
-            b2.seed(owner.seed)
+            # a new noise stream per simulation, reproducible from (seed, number of builds);
+            # a standalone project re-run with run_args reuses the stream it was built with
+            b2.seed(owner.seed + owner.n_builds)
+        owner.n_builds += 1
         T = ctrl.tmax
         N = key.n_samples
         tau_u = ctrl.tau_u_ms * b2.ms
