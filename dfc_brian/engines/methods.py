@@ -56,7 +56,6 @@ BP the exact gradient of the batch-mean loss; DFA its direct-feedback surrogate.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +64,7 @@ import numpy as np
 from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, forward
 from dfc_brian.engines.batched import BatchedDFC, loss_and_grad
 from dfc_brian.engines.optim import SGD, Adam, clip_per_tensor, make_optimizer
-from dfc_brian.model.params import ConfigError, ModelParams
+from dfc_brian.model.params import ConfigError, ModelParams, check_int, check_nonnegative, check_positive
 from dfc_brian.model.weights import Weights, init_weights, weight_product_Q
 
 METHODS = ("BP", "DFA", "DFC", "DFC-SS", "DFC-SSA")
@@ -94,29 +93,15 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 # ----------------------------------------------------------------------------- validation
 def _pos(name: str, v: Any) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"training.{name} must be a number, got {v!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise ConfigError(f"training.{name} must be positive, got {v!r}")
-    return x
+    return check_positive(f"training.{name}", v)
 
 
 def _nonneg(name: str, v: Any) -> float:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"training.{name} must be a number, got {v!r}") from None
-    if not (math.isfinite(x) and x >= 0):
-        raise ConfigError(f"training.{name} must be non-negative, got {v!r}")
-    return x
+    return check_nonnegative(f"training.{name}", v)
 
 
 def _int(name: str, v: Any, minimum: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < minimum:
-        raise ConfigError(f"training.{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return check_int(f"training.{name}", v, minimum)
 
 
 def _bool(name: str, v: Any) -> bool:
@@ -133,8 +118,9 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError("config section 'training' must be a mapping")
     unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
     if unknown:
-        raise ConfigError(f"unknown key(s) in section 'training': {unknown}; "
-                          f"known keys: {sorted(TRAINING_DEFAULTS)}")
+        raise ConfigError(
+            f"unknown key(s) in section 'training': {unknown}; known keys: {sorted(TRAINING_DEFAULTS)}"
+        )
     t = dict(TRAINING_DEFAULTS)
     t.update(section)
     if t["method"] not in METHODS:
@@ -167,8 +153,9 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
     t["freeze_QL"] = _bool("freeze_QL", t["freeze_QL"])
     t["extra_sleep"] = _int("extra_sleep", t["extra_sleep"], 0)
     if t["extra_sleep_mode"] not in ("minibatch", "epoch"):
-        raise ConfigError(f"training.extra_sleep_mode = {t['extra_sleep_mode']!r}; "
-                          "choose 'minibatch' or 'epoch'")
+        raise ConfigError(
+            f"training.extra_sleep_mode = {t['extra_sleep_mode']!r}; choose 'minibatch' or 'epoch'"
+        )
     if t["dtype"] not in ("float64", "float32"):
         raise ConfigError(f"training.dtype = {t['dtype']!r}; choose 'float64' or 'float32'")
     return t
@@ -186,8 +173,9 @@ class Method:
         self.seed = int(seed)
         self.weights = weights
         self.n_steps = 0
-        self.fwd_opt: Adam | SGD = make_optimizer(training["optimizer"], training["lr"],
-                                                  training["adam_betas"], training["adam_eps"])
+        self.fwd_opt: Adam | SGD = make_optimizer(
+            training["optimizer"], training["lr"], training["adam_betas"], training["adam_eps"]
+        )
 
     # -- interface
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -260,8 +248,14 @@ class DFAMethod(Method):
 
     name = "DFA"
 
-    def __init__(self, params: ModelParams, training: dict[str, Any], seed: int, weights: Weights,
-                 fb_seed: np.random.SeedSequence) -> None:
+    def __init__(
+        self,
+        params: ModelParams,
+        training: dict[str, Any],
+        seed: int,
+        weights: Weights,
+        fb_seed: np.random.SeedSequence,
+    ) -> None:
         super().__init__(params, training, seed, weights)
         self.B_fb = dfa_feedback(params.network, fb_seed)
 
@@ -286,8 +280,14 @@ class DFAMethod(Method):
 class DFCMethod(Method):
     """DFC, DFC-SS or DFC-SSA with trained or fixed feedback weights Q."""
 
-    def __init__(self, params: ModelParams, training: dict[str, Any], seed: int, weights: Weights,
-                 noise_seed: np.random.SeedSequence) -> None:
+    def __init__(
+        self,
+        params: ModelParams,
+        training: dict[str, Any],
+        seed: int,
+        weights: Weights,
+        noise_seed: np.random.SeedSequence,
+    ) -> None:
         super().__init__(params, training, seed, weights)
         self.name = training["method"]
         self.q_trained = training["q"] == "trained"
@@ -337,8 +337,12 @@ class DFCMethod(Method):
         if self.q_trained and self.training["extra_sleep_mode"] == "minibatch":
             for _ in range(self.training["extra_sleep"]):
                 out.update(self._sleep(X, self.fb_opt))
-        out.update(loss=loss, grad_norm=norm, n_nonconverged=res.n_nonconverged,
-                   frac_nonconverged=res.n_nonconverged / len(res.converged))
+        out.update(
+            loss=loss,
+            grad_norm=norm,
+            n_nonconverged=res.n_nonconverged,
+            frac_nonconverged=res.n_nonconverged / len(res.converged),
+        )
         return out
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -48,7 +48,7 @@ from dfc_brian.experiments.results import (
     save_checkpoint,
     save_results,
 )
-from dfc_brian.model.params import ConfigError, ModelParams
+from dfc_brian.model.params import ConfigError, ModelParams, check_int
 
 METHODS = ("BP", "DFA", "DFC", "DFC-SS", "DFC-SSA")
 Q_MODES = ("trained", "fixed")
@@ -89,14 +89,6 @@ MethodFactory = Callable[[dict, int], Method]
 # ---------------------------------------------------------------------------------------------
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def validate_training(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Check ``cfg['training']`` fields the loop uses; return them with defaults filled in."""
     tr = cfg.get("training")
@@ -114,13 +106,13 @@ def validate_training(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if mode not in ("minibatch", "epoch"):
         raise ConfigError(f"training.extra_sleep_mode = {mode!r} is unknown; choose 'minibatch' or 'epoch'")
     return {
-        "extra_sleep": _int("training.extra_sleep", tr.get("extra_sleep", 2), 0),
+        "extra_sleep": check_int("training.extra_sleep", tr.get("extra_sleep", 2), 0),
         "extra_sleep_mode": mode,
         "method": method,
         "q": q,
-        "epochs": _int("training.epochs", tr["epochs"], 0),
-        "epochs_fb": _int("training.epochs_fb", tr.get("epochs_fb", 0), 0),
-        "batch_size": _int("training.batch_size", tr.get("batch_size", 128), 1),
+        "epochs": check_int("training.epochs", tr["epochs"], 0),
+        "epochs_fb": check_int("training.epochs_fb", tr.get("epochs_fb", 0), 0),
+        "batch_size": check_int("training.batch_size", tr.get("batch_size", 128), 1),
     }
 
 
@@ -143,18 +135,18 @@ def validate_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("n_in", "n_out"):
             if key not in d:
                 raise ConfigError(f"config is missing the required key 'data.{key}' for student_teacher")
-            out[key] = _int(f"data.{key}", d[key], 1)
-        out["n_train"] = _int("data.n_train", d.get("n_train", 5000), 1)
-        out["n_val"] = _int("data.n_val", d.get("n_val", 1000), 1)
-        out["n_test"] = _int("data.n_test", d.get("n_test", 1000), 1)
+            out[key] = check_int(f"data.{key}", d[key], 1)
+        out["n_train"] = check_int("data.n_train", d.get("n_train", 5000), 1)
+        out["n_val"] = check_int("data.n_val", d.get("n_val", 1000), 1)
+        out["n_test"] = check_int("data.n_test", d.get("n_test", 1000), 1)
         if d.get("teacher_seed") is not None:
-            out["teacher_seed"] = _int("data.teacher_seed", d["teacher_seed"], 0)
+            out["teacher_seed"] = check_int("data.teacher_seed", d["teacher_seed"], 0)
     else:
         for key in ("n_in", "n_out", "n_train", "n_test", "teacher_seed"):
             if key in d:
                 raise ConfigError(f"data.{key} applies to student_teacher only, not to {name}")
-        out["n_val"] = _int("data.n_val", d.get("n_val", 5000), 0)
-        out["split_seed"] = _int("data.split_seed", d.get("split_seed", 0), 0)
+        out["n_val"] = check_int("data.n_val", d.get("n_val", 5000), 0)
+        out["split_seed"] = check_int("data.split_seed", d.get("split_seed", 0), 0)
         for key, default in (("check_md5", True), ("download", False)):
             out[key] = d.get(key, default)
             if not isinstance(out[key], bool):
@@ -341,9 +333,9 @@ def train(
         Missing or corrupt dataset files.
     """
     cfg = copy.deepcopy(dict(cfg))
-    seed = _int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     if max_batches is not None:
-        max_batches = _int("max_batches", max_batches, 1)
+        max_batches = check_int("max_batches", max_batches, 1)
     tr = validate_training(cfg)
     dcfg = validate_data(cfg)
     params = ModelParams.from_dict(cfg)

@@ -27,31 +27,34 @@ class ConfigError(ValueError):
     """A model or experiment parameter is missing or invalid; the message names the field."""
 
 
-def _positive(name: str, value: Any) -> float:
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float; ConfigError naming ``name`` unless it is positive and finite."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"{name} must be a positive finite number, got {value!r}")
+        raise ConfigError(f"{name} must be positive and finite, got {value!r}")
     return v
 
 
-def _nonneg(name: str, value: Any) -> float:
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a float; ConfigError naming ``name`` unless it is >= 0 and finite."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(v) or v < 0:
-        raise ConfigError(f"{name} must be a non-negative finite number, got {value!r}")
+        raise ConfigError(f"{name} must be non-negative and finite, got {value!r}")
     return v
 
 
-def _posint(name: str, value: Any, minimum: int = 1) -> int:
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int; ConfigError naming ``name`` unless it is an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if int(value) < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -78,7 +81,7 @@ class NetworkSpec:
         if len(self.sizes) < 2:
             raise ConfigError(f"model.sizes needs at least 2 entries (input, output), got {list(self.sizes)}")
         for k, n in enumerate(self.sizes):
-            _posint(f"model.sizes[{k}]", n)
+            check_int(f"model.sizes[{k}]", n)
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         if len(self.activations) != len(self.sizes) - 1:
             raise ConfigError(
@@ -129,14 +132,14 @@ class ControllerParams:
     tau_u_ms: float = 10.0  # physical time unit of the Brian2 engine (ms per unit of tau_u)
 
     def __post_init__(self) -> None:
-        _nonneg("controller.k_p", self.k_p)
-        _nonneg("controller.alpha", self.alpha)
-        _positive("controller.dt", self.dt)
-        _positive("controller.tcr", self.tcr)
-        _posint("controller.tmax", self.tmax, minimum=2)
-        _nonneg("controller.target_stepsize", self.target_stepsize)
-        _nonneg("controller.K_I", self.K_I)
-        _positive("controller.tau_u_ms", self.tau_u_ms)
+        check_nonnegative("controller.k_p", self.k_p)
+        check_nonnegative("controller.alpha", self.alpha)
+        check_positive("controller.dt", self.dt)
+        check_positive("controller.tcr", self.tcr)
+        check_int("controller.tmax", self.tmax, minimum=2)
+        check_nonnegative("controller.target_stepsize", self.target_stepsize)
+        check_nonnegative("controller.K_I", self.K_I)
+        check_positive("controller.tau_u_ms", self.tau_u_ms)
         if self.form not in CONTROLLER_FORMS:
             raise ConfigError(f"controller.form = {self.form!r} is unknown; choose one of {CONTROLLER_FORMS}")
         if self.dt > self.tcr:
@@ -165,13 +168,13 @@ class SleepParams:
     tau_A: float = 0.3  # apical time constant (units of tau_u)
 
     def __post_init__(self) -> None:
-        _nonneg("sleep.sigma", self.sigma)
-        _nonneg("sleep.k_p_fb", self.k_p_fb)
-        _nonneg("sleep.alpha_fb", self.alpha_fb)
-        _positive("sleep.dt_fb", self.dt_fb)
-        _posint("sleep.tmax_fb", self.tmax_fb, minimum=2)
-        _positive("sleep.tcr_fb", self.tcr_fb)
-        _positive("sleep.tau_A", self.tau_A)
+        check_nonnegative("sleep.sigma", self.sigma)
+        check_nonnegative("sleep.k_p_fb", self.k_p_fb)
+        check_nonnegative("sleep.alpha_fb", self.alpha_fb)
+        check_positive("sleep.dt_fb", self.dt_fb)
+        check_int("sleep.tmax_fb", self.tmax_fb, minimum=2)
+        check_positive("sleep.tcr_fb", self.tcr_fb)
+        check_positive("sleep.tau_A", self.tau_A)
         if self.dt_fb > self.tcr_fb:
             raise ConfigError(
                 f"sleep.dt_fb = {self.dt_fb} is larger than sleep.tcr_fb = {self.tcr_fb}: the "
@@ -209,8 +212,8 @@ class ConvergenceParams:
     include_nonconverged: bool = False  # if True, every sample contributes its update
 
     def __post_init__(self) -> None:
-        _positive("convergence.tol", self.tol)
-        _positive("convergence.epsilon", self.epsilon)
+        check_positive("convergence.tol", self.tol)
+        check_positive("convergence.epsilon", self.epsilon)
 
 
 @dataclass(frozen=True)
