@@ -62,8 +62,16 @@ BATCHES_PER_EPOCH = 430  # ceil(55000 / 128)
 def make_config(T: int) -> dict:
     return {
         "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
-        "controller": {"k_p": 2.0, "alpha": 1.39e-3, "dt": 0.02, "tmax": T, "tcr": 0.2,
-                       "target_stepsize": 0.0779, "proactive": True, "instantaneous": True},
+        "controller": {
+            "k_p": 2.0,
+            "alpha": 1.39e-3,
+            "dt": 0.02,
+            "tmax": T,
+            "tcr": 0.2,
+            "target_stepsize": 0.0779,
+            "proactive": True,
+            "instantaneous": True,
+        },
         "convergence": {"include_nonconverged": True},  # compare the same samples in (a), (b), (c)
     }
 
@@ -165,22 +173,43 @@ def main() -> None:
 
     result = {
         "benchmark": "one MNIST DFC minibatch, time-averaged update",
-        "network": SIZES, "activations": ACTS, "batch": B, "T": args.T, "dt": 0.02, "tcr": 0.2,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "numpy": np.__version__,
-                    "load_average_1min": os.getloadavg()[0], "blas_threads": _THREADS or "default",
-                    "label": args.label},
+        "network": SIZES,
+        "activations": ACTS,
+        "batch": B,
+        "T": args.T,
+        "dt": 0.02,
+        "tcr": 0.2,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "numpy": np.__version__,
+            "load_average_1min": os.getloadavg()[0],
+            "blas_threads": _THREADS or "default",
+            "label": args.label,
+        },
         "timing": f"wall time, best of {args.repeat} for (b), (c); one run for (a)",
         "a_naive_full_trajectory": {"wall_s": t_a, "peak_traced_MB": mem_a},
-        "b_batched_float64": {"wall_s": t_b, "peak_traced_MB": mem_b,
-                              "angle_to_a_deg": angle_deg(res_b.dW_dfc, dW_a),
-                              "speedup_vs_a": t_a / t_b, "speedup_vs_9s": 9.0 / t_b},
-        "c_batched_float32": {"wall_s": t_c, "peak_traced_MB": mem_c,
-                              "angle_to_a_deg": angle_deg(res_c.dW_dfc, dW_a),
-                              "speedup_vs_a": t_a / t_c, "speedup_vs_9s": 9.0 / t_c},
+        "b_batched_float64": {
+            "wall_s": t_b,
+            "peak_traced_MB": mem_b,
+            "angle_to_a_deg": angle_deg(res_b.dW_dfc, dW_a),
+            "speedup_vs_a": t_a / t_b,
+            "speedup_vs_9s": 9.0 / t_b,
+        },
+        "c_batched_float32": {
+            "wall_s": t_c,
+            "peak_traced_MB": mem_c,
+            "angle_to_a_deg": angle_deg(res_c.dW_dfc, dW_a),
+            "speedup_vs_a": t_a / t_c,
+            "speedup_vs_9s": 9.0 / t_c,
+        },
         "nonconverged_samples_b": int(res_b.n_nonconverged),
-        "dfc_ssa": {"minibatch_s": t_ssa, "epoch_estimate_s": t_ssa * BATCHES_PER_EPOCH,
-                    "batches_per_epoch": BATCHES_PER_EPOCH},
+        "dfc_ssa": {
+            "minibatch_s": t_ssa,
+            "epoch_estimate_s": t_ssa * BATCHES_PER_EPOCH,
+            "batches_per_epoch": BATCHES_PER_EPOCH,
+        },
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -244,8 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="data root (default $DFC_DATA, else ./data)")
     t.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     t.add_argument("--epochs", type=int, default=None, help="override training.epochs")
-    t.add_argument("--epochs-fb", type=int, default=None,
-                   help="override training.epochs_fb (feedback pre-training epochs)")
+    t.add_argument(
+        "--epochs-fb",
+        type=int,
+        default=None,
+        help="override training.epochs_fb (feedback pre-training epochs)",
+    )
     t.add_argument("--max-batches", type=int, default=None, help="at most N minibatches per epoch")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_cmd_train)

@@ -26,8 +26,15 @@ SIZES = [4, 6, 5, 3]
 def _setup(controller=None, convergence=None, sleep=None, loss="mse", seed=1, B=3):
     cfg = {
         "model": {"sizes": SIZES, "activations": ACTS, "loss": loss},
-        "controller": {"k_p": 1.5, "alpha": 0.01, "dt": 0.02, "tmax": 40, "tcr": 0.2,
-                       "target_stepsize": 0.5, **(controller or {})},
+        "controller": {
+            "k_p": 1.5,
+            "alpha": 0.01,
+            "dt": 0.02,
+            "tmax": 40,
+            "tcr": 0.2,
+            "target_stepsize": 0.5,
+            **(controller or {}),
+        },
         "convergence": convergence or {},
         "sleep": sleep or {},
     }
@@ -44,9 +51,24 @@ def _setup(controller=None, convergence=None, sleep=None, loss="mse", seed=1, B=
 
 def _ref_hist(p, w, x, r_star, **kw):
     c = p.controller
-    return ref.simulate(w.W, w.b, w.Q, p.network.activations, x, r_star, k_p=c.k_p, alpha=c.alpha, dt=c.dt,
-                        tcr=c.tcr, T=c.tmax, proactive=c.proactive, form=c.form, K_I=c.K_I,
-                        instantaneous=c.instantaneous, **kw)
+    return ref.simulate(
+        w.W,
+        w.b,
+        w.Q,
+        p.network.activations,
+        x,
+        r_star,
+        k_p=c.k_p,
+        alpha=c.alpha,
+        dt=c.dt,
+        tcr=c.tcr,
+        T=c.tmax,
+        proactive=c.proactive,
+        form=c.form,
+        K_I=c.K_I,
+        instantaneous=c.instantaneous,
+        **kw,
+    )
 
 
 def _angle(a: list[np.ndarray], b: list[np.ndarray]) -> float:
@@ -155,8 +177,15 @@ def test_steady_state_update_is_last_step_expression(instantaneous):
 # ------------------------------------------------------------------ sleep phase
 @pytest.mark.parametrize("proactive", [True, False])
 def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
-    sleep = {"sigma": 0.05, "k_p_fb": 0.3, "alpha_fb": 0.4, "dt_fb": 0.01, "tmax_fb": 30, "tcr_fb": 0.02,
-             "tau_A": 0.2}
+    sleep = {
+        "sigma": 0.05,
+        "k_p_fb": 0.3,
+        "alpha_fb": 0.4,
+        "dt_fb": 0.01,
+        "tmax_fb": 30,
+        "tcr_fb": 0.02,
+        "tau_A": 0.2,
+    }
     p, w, X, _ = _setup({"proactive": proactive}, sleep=sleep)
     eng = BatchedDFC(p, w)
     T, B = 30, len(X)
@@ -167,8 +196,23 @@ def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
     S = [np.zeros_like(q) for q in w.Q]
     for b in range(B):
         xi = [[noise[i][t, b] for i in range(3)] for t in range(T - 1)]
-        h = ref.simulate(w.W, w.b, w.Q, ACTS, X[b], r_ff[b], k_p=0.3, alpha=0.4, dt=0.01, tcr=0.02, T=T,
-                         tau_A=0.2, sigma=0.05, xi=xi, proactive=proactive)
+        h = ref.simulate(
+            w.W,
+            w.b,
+            w.Q,
+            ACTS,
+            X[b],
+            r_ff[b],
+            k_p=0.3,
+            alpha=0.4,
+            dt=0.01,
+            tcr=0.02,
+            T=T,
+            tau_A=0.2,
+            sigma=0.05,
+            xi=xi,
+            proactive=proactive,
+        )
         for key in ("v_soma", "v_apical", "r"):
             for i in range(3):
                 expect = np.array([h[key][t][i] for t in range(T)])
@@ -412,15 +456,24 @@ def _method_cfg(method, q="trained", **tr):
     return {
         "model": {"sizes": SIZES, "activations": ACTS, "loss": "mse"},
         "controller": {"k_p": 1.5, "alpha": 0.01, "dt": 0.02, "tmax": 30, "tcr": 0.2, "target_stepsize": 0.5},
-        "sleep": {"sigma": 0.05, "k_p_fb": 0.3, "alpha_fb": 0.4, "dt_fb": 0.01, "tmax_fb": 10, "tcr_fb": 0.02,
-                  "tau_A": 0.2},
+        "sleep": {
+            "sigma": 0.05,
+            "k_p_fb": 0.3,
+            "alpha_fb": 0.4,
+            "dt_fb": 0.01,
+            "tmax_fb": 10,
+            "tcr_fb": 0.02,
+            "tau_A": 0.2,
+        },
         "convergence": {"include_nonconverged": True},
         "training": {"method": method, "q": q, "lr": 1e-2, "lr_fb": 1e-3, "wd_fb": 0.01, **tr},
     }
 
 
-@pytest.mark.parametrize("method,q", [("DFC", "trained"), ("DFC-SS", "fixed"), ("DFC-SSA", "trained"),
-                                      ("BP", "trained"), ("DFA", "trained")])
+@pytest.mark.parametrize(
+    "method,q",
+    [("DFC", "trained"), ("DFC-SS", "fixed"), ("DFC-SSA", "trained"), ("BP", "trained"), ("DFA", "trained")],
+)
 def test_state_dict_resume_is_bit_identical(method, q):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(4, 4)), rng.normal(size=(4, 3))
@@ -482,15 +535,18 @@ def test_sleep_passes_per_train_step():
     assert f.n_sleep == 0 and f.pretrain_feedback_step(X) == {}
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("lr", -1.0, "training.lr must be positive"),
-    ("method", "TP", "training.method"),
-    ("q", "random", "training.q"),
-    ("clip", "x", "training.clip"),
-    ("adam_betas", [0.9], "training.adam_betas"),
-    ("extra_sleep", 1.5, "training.extra_sleep"),
-    ("lr_typo", 1.0, "unknown key"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("lr", -1.0, "training.lr must be positive"),
+        ("method", "TP", "training.method"),
+        ("q", "random", "training.q"),
+        ("clip", "x", "training.clip"),
+        ("adam_betas", [0.9], "training.adam_betas"),
+        ("extra_sleep", 1.5, "training.extra_sleep"),
+        ("lr_typo", 1.0, "unknown key"),
+    ],
+)
 def test_training_config_errors_name_the_field(field, value, match):
     cfg = _method_cfg("DFC")
     cfg["training"][field] = value
@@ -502,8 +558,15 @@ def test_sleep_learning_aligns_Q_with_J_transpose():
     """Sign check of the anti-Hebbian rule: sleep-only training turns Q towards J^T."""
     cfg = {
         "model": {"sizes": [6, 5, 4, 3], "activations": ["tanh", "tanh", "linear"], "loss": "mse"},
-        "sleep": {"sigma": 0.05, "k_p_fb": 0.1, "alpha_fb": 0.25, "dt_fb": 0.005, "tmax_fb": 50,
-                  "tcr_fb": 0.01, "tau_A": 0.3},
+        "sleep": {
+            "sigma": 0.05,
+            "k_p_fb": 0.1,
+            "alpha_fb": 0.25,
+            "dt_fb": 0.005,
+            "tmax_fb": 50,
+            "tcr_fb": 0.01,
+            "tau_A": 0.3,
+        },
         "training": {"method": "DFC", "q": "trained", "lr": 1e-3, "lr_fb_pretrain": 3e-3, "freeze_QL": True},
     }
     m = make_method(cfg, seed=0)

@@ -40,8 +40,9 @@ def forward(spec: NetworkSpec, weights: Weights, X: np.ndarray) -> tuple[list[np
     return v, r
 
 
-def _grads_from_deltas(deltas: list[np.ndarray], X: np.ndarray, r: list[np.ndarray]
-                       ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _grads_from_deltas(
+    deltas: list[np.ndarray], X: np.ndarray, r: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     gW, gb = [], []
     for i, d in enumerate(deltas):
         pre = X if i == 0 else r[i - 1]
@@ -50,8 +51,9 @@ def _grads_from_deltas(deltas: list[np.ndarray], X: np.ndarray, r: list[np.ndarr
     return gW, gb
 
 
-def bp_gradient(spec: NetworkSpec, weights: Weights, X: np.ndarray, y: np.ndarray
-                ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+def bp_gradient(
+    spec: NetworkSpec, weights: Weights, X: np.ndarray, y: np.ndarray
+) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """Exact gradient of the batch-mean loss w.r.t. W_i and b_i.
 
     Returns
@@ -78,8 +80,9 @@ def dfa_feedback(spec: NetworkSpec, seed: int) -> list[np.ndarray]:
     return Bs + [np.eye(n_L)]
 
 
-def dfa_gradient(spec: NetworkSpec, weights: Weights, B_fb: list[np.ndarray], X: np.ndarray, y: np.ndarray
-                 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+def dfa_gradient(
+    spec: NetworkSpec, weights: Weights, B_fb: list[np.ndarray], X: np.ndarray, y: np.ndarray
+) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """DFA surrogate gradient: :math:`\\delta_i = \\phi'_i(v_i) \\odot B_i \\delta_L`."""
     X = np.asarray(X, dtype=np.float64)
     v, r = forward(spec, weights, X)

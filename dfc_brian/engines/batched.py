@@ -273,8 +273,9 @@ class BatchedDFC:
         _, grad = loss_and_grad(r_L, y, self.params.network.loss)
         return r_L - lam * grad  # float64 whatever the engine dtype
 
-    def jacobian(self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None,
-                 stacked: bool = True) -> np.ndarray | list[np.ndarray]:
+    def jacobian(
+        self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None, stacked: bool = True
+    ) -> np.ndarray | list[np.ndarray]:
         """Jacobian of :math:`r_L` w.r.t. every layer's somatic voltage, per sample.
 
         .. math::
@@ -304,8 +305,14 @@ class BatchedDFC:
         return np.concatenate(blocks, axis=2) if stacked else blocks
 
     # ------------------------------------------------------------------ core integrator
-    def _deviation(self, i: int, base: tuple[np.ndarray, np.ndarray, np.ndarray], d: np.ndarray,
-                   out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    def _deviation(
+        self,
+        i: int,
+        base: tuple[np.ndarray, np.ndarray, np.ndarray],
+        d: np.ndarray,
+        out: np.ndarray,
+        scratch: np.ndarray,
+    ) -> np.ndarray:
         """:math:`\\phi(v^- + d) - \\phi(v^-)` without cancellation (``base`` = v^-, tanh v^-, 1 - tanh^2).
 
         For tanh the exact identity
@@ -334,10 +341,21 @@ class BatchedDFC:
         out[...] = np.where(a >= 0, np.maximum(d, -a), np.maximum(a + d, 0.0))
         return out
 
-    def _integrate(self, X: np.ndarray, r_star: np.ndarray, ctrl: ControllerParams, *, phase: str,
-                   tau_A: float | None = None, sigma: float = 0.0,
-                   noise: Sequence[np.ndarray] | None = None, rng: np.random.Generator | None = None,
-                   record: bool = False, want_dfc: bool = False, want_sleep: bool = False) -> dict:
+    def _integrate(
+        self,
+        X: np.ndarray,
+        r_star: np.ndarray,
+        ctrl: ControllerParams,
+        *,
+        phase: str,
+        tau_A: float | None = None,
+        sigma: float = 0.0,
+        noise: Sequence[np.ndarray] | None = None,
+        rng: np.random.Generator | None = None,
+        record: bool = False,
+        want_dfc: bool = False,
+        want_sleep: bool = False,
+    ) -> dict:
         """Euler-integrate T = ``ctrl.tmax`` stored states; return the final state and the sums.
 
         The state is carried as deviations from the feedforward pass (``dv = v - v^-``,
@@ -365,8 +383,13 @@ class BatchedDFC:
         base = []
         for i in range(L):
             ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
-            base.append((v_ff[i].astype(dt), None if ta is None else ta.astype(dt),
-                         None if ta is None else (1.0 - ta * ta).astype(dt)))
+            base.append(
+                (
+                    v_ff[i].astype(dt),
+                    None if ta is None else ta.astype(dt),
+                    None if ta is None else (1.0 - ta * ta).astype(dt),
+                )
+            )
         r_ff_dt = [x.astype(dt) for x in r_ff]
         dv = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
         dvB = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
@@ -382,8 +405,10 @@ class BatchedDFC:
 
         out: dict = {}
         if record:
-            rec = {k: [np.empty((B, T, n), dtype=dt) for n in self.sizes[1:]]
-                   for k in ("v_soma", "v_basal", "v_apical", "r")}
+            rec = {
+                k: [np.empty((B, T, n), dtype=dt) for n in self.sizes[1:]]
+                for k in ("v_soma", "v_basal", "v_apical", "r")
+            }
             rec_u = np.empty((B, T, n_L), dtype=dt)
             rec_ui = np.empty((B, T, n_L), dtype=dt)
             rec_e = np.empty((B, T, n_L), dtype=dt)
@@ -412,6 +437,7 @@ class BatchedDFC:
                 for j in range(1, L):
                     Dm = D_buf[j][:k].reshape(k * B, -1)
                     S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
+
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
         if noise is not None:
@@ -481,9 +507,21 @@ class BatchedDFC:
 
         if want_dfc and k_buf:
             flush(k_buf)
-        out.update(dv=dv, dvB=dvB, dr=dr, vA=vA, u=u, u_int=u_int, v_ff=v_ff, r_ff=r_ff, base=base,
-                   r=[r_ff[i] + dr[i] for i in range(L)], delta_L=delta_L,
-                   e0=delta_L.astype(np.float64), e_last=(delta_L - dr[-1]).astype(np.float64))
+        out.update(
+            dv=dv,
+            dvB=dvB,
+            dr=dr,
+            vA=vA,
+            u=u,
+            u_int=u_int,
+            v_ff=v_ff,
+            r_ff=r_ff,
+            base=base,
+            r=[r_ff[i] + dr[i] for i in range(L)],
+            delta_L=delta_L,
+            e0=delta_L.astype(np.float64),
+            e_last=(delta_L - dr[-1]).astype(np.float64),
+        )
         if want_dfc:
             S_b = [x.sum(axis=0) for x in S_d]
             S_W[0] = S_d[0].T @ X.astype(np.float64)
@@ -495,8 +533,9 @@ class BatchedDFC:
         return out
 
     # ------------------------------------------------------------------ controlled phase
-    def controlled_phase(self, X: np.ndarray, r_star: np.ndarray, record: bool = False,
-                         accumulate: bool = True) -> PhaseResult:
+    def controlled_phase(
+        self, X: np.ndarray, r_star: np.ndarray, record: bool = False, accumulate: bool = True
+    ) -> PhaseResult:
         """Simulate the controlled ("forward") phase and accumulate the DFC updates.
 
         Parameters
@@ -535,8 +574,15 @@ class BatchedDFC:
         mask = np.ones(B, bool) if conv.include_nonconverged else converged
         n_nc = int(B - converged.sum())
 
-        out = PhaseResult(r_star=r_star, r_ff=r_ff, converged=converged, n_nonconverged=n_nc,
-                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=res["r"])
+        out = PhaseResult(
+            r_star=r_star,
+            r_ff=r_ff,
+            converged=converged,
+            n_nonconverged=n_nc,
+            u_last=res["u"].copy(),
+            e_last=res["e_last"],
+            r_last=res["r"],
+        )
         out.extra.update(rel_residual=rel, e_last_norm=e_last_n, e0_norm=e0_n)
 
         # --- DFC-SS: last step, basal input rebuilt from r_{i-1}[T-1]:
@@ -584,8 +630,14 @@ class BatchedDFC:
         out.u, out.u_int, out.e = rec["u"], rec["u_int"], rec["e"]
 
     # ------------------------------------------------------------------ sleep phase
-    def sleep_phase(self, X: np.ndarray, rng: np.random.Generator | None = None, record: bool = False,
-                    noise: Sequence[np.ndarray] | None = None, beta: float = 0.0) -> PhaseResult:
+    def sleep_phase(
+        self,
+        X: np.ndarray,
+        rng: np.random.Generator | None = None,
+        record: bool = False,
+        noise: Sequence[np.ndarray] | None = None,
+        beta: float = 0.0,
+    ) -> PhaseResult:
         """Feedback-learning ("sleep") phase: no output error, noisy apical compartments.
 
         The target is the network's own feedforward output (:math:`r_L^* = r_L^-`), the
@@ -620,17 +672,35 @@ class BatchedDFC:
                 if not np.all(np.isfinite(xi)):
                     raise ConfigError(f"noise[{i}] contains non-finite values")
         elif sp.sigma > 0 and rng is None:
-            raise ConfigError("sleep_phase needs rng (a numpy Generator) or explicit noise "
-                              "when sleep.sigma > 0")
+            raise ConfigError(
+                "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
+            )
         r_star = self.feedforward(X)[1][-1]
-        res = self._integrate(X, r_star, ctrl, phase="sleep", tau_A=sp.tau_A, sigma=sp.sigma, noise=noise,
-                              rng=rng, record=record, want_sleep=True)
+        res = self._integrate(
+            X,
+            r_star,
+            ctrl,
+            phase="sleep",
+            tau_A=sp.tau_A,
+            sigma=sp.sigma,
+            noise=noise,
+            rng=rng,
+            record=record,
+            want_sleep=True,
+        )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2
         dQ = [-res["S_Q"][i] / (s2 * B * T) - beta * self.weights.Q[i] for i in range(self.L)]
-        out = PhaseResult(r_star=r_star, r_ff=r_star, converged=np.ones(B, bool), n_nonconverged=0,
-                          u_last=res["u"].copy(), e_last=res["e_last"], r_last=res["r"],
-                          dQ=dQ)
+        out = PhaseResult(
+            r_star=r_star,
+            r_ff=r_star,
+            converged=np.ones(B, bool),
+            n_nonconverged=0,
+            u_last=res["u"].copy(),
+            e_last=res["e_last"],
+            r_last=res["r"],
+            dQ=dQ,
+        )
         if record:
             self._attach_record(out, res["record"])
         return out
@@ -671,9 +741,17 @@ class BatchedDFC:
             dv_all.append(dv)
             v_t.append(vi)
             prev = ri
-        out = PhaseResult(r_star=r_star, r_ff=r_ff[-1], converged=np.ones(B, bool), n_nonconverged=0,
-                          u_last=u, e_last=r_star - prev,
-                          r_last=[phi(self.acts[i], v_t[i]) for i in range(self.L)],
-                          dW_ssa=dW, db_ssa=db, u=u)
+        out = PhaseResult(
+            r_star=r_star,
+            r_ff=r_ff[-1],
+            converged=np.ones(B, bool),
+            n_nonconverged=0,
+            u_last=u,
+            e_last=r_star - prev,
+            r_last=[phi(self.acts[i], v_t[i]) for i in range(self.L)],
+            dW_ssa=dW,
+            db_ssa=db,
+            u=u,
+        )
         out.extra.update(delta_v=dv_all, v_target=v_t, JQ=JQ)
         return out

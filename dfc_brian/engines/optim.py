@@ -71,8 +71,13 @@ class Adam:
     Defaults β = (0.99, 0.99) as in the authors' DFC configs.
     """
 
-    def __init__(self, lr: float, betas: tuple[float, float] = (0.99, 0.99), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float,
+        betas: tuple[float, float] = (0.99, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         if not (lr > 0 and math.isfinite(lr)):
             raise ConfigError(f"Adam lr must be positive, got {lr!r}")
         b1, b2 = (float(x) for x in betas)
@@ -119,15 +124,20 @@ class Adam:
     def load_state_dict(self, d: dict, prefix: str = "") -> None:
         self.t = int(d[f"{prefix}t"])
         if f"{prefix}m0" in d:
-            n = sum(1 for k in d if k.startswith(f"{prefix}m") and k[len(prefix) + 1:].isdigit())
+            n = sum(1 for k in d if k.startswith(f"{prefix}m") and k[len(prefix) + 1 :].isdigit())
             self.m = [np.array(d[f"{prefix}m{k}"], dtype=np.float64) for k in range(n)]
             self.s = [np.array(d[f"{prefix}s{k}"], dtype=np.float64) for k in range(n)]
         else:
             self.m = self.s = None
 
 
-def make_optimizer(kind: str, lr: float, betas: tuple[float, float] = (0.99, 0.99), eps: float = 1e-8,
-                   weight_decay: float = 0.0) -> Adam | SGD:
+def make_optimizer(
+    kind: str,
+    lr: float,
+    betas: tuple[float, float] = (0.99, 0.99),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> Adam | SGD:
     """Build ``'adam'`` or ``'sgd'``."""
     if kind == "adam":
         return Adam(lr, betas=betas, eps=eps, weight_decay=weight_decay)
