@@ -20,6 +20,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check dfc_brian tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check dfc_brian tests benchmarks notebooks/*.py
 	$(VENV)/bin/python -m pytest -q tests
 	DFC_QUICK=1 $(VENV)/bin/python -m pytest -q --nbmake notebooks
 
