@@ -579,25 +579,25 @@ class _Simulation:
             if sm.on_step:
                 S.run_regularly(sm.on_step, when="groups", order=plast_order, name=f"W{i}_accumulate")
                 S.run_regularly(
-                    "dW_ss += (r_post - r_basal_post)*r_pre*int(t > 0*second)",
+                    "dW_ss += delta_post*r_pre*int(t > 0*second)",
                     clock=sample_clock,
                     when="groups",
                     order=0,
                     name=f"W{i}_last_step",
                 )
                 G.run_regularly(
-                    "db_ss += (r - r_basal)*int(t > 0*second)",
+                    "db_ss += delta*int(t > 0*second)",
                     clock=sample_clock,
                     when="groups",
                     order=0,
                     name=f"layer{i}_bias_last_step",
                 )
-            if fwd_plast in eq.BIAS_CODE:
+            if fwd_plast in eq.LEARNING_SIGNAL_CODE:
                 G.run_regularly(
-                    eq.BIAS_CODE[fwd_plast],
+                    eq.LEARNING_SIGNAL_CODE[fwd_plast],
                     when="groups",
-                    order=plast_order,
-                    name=f"layer{i}_bias_plasticity",
+                    order=eq.plasticity_order(L, "learning_signal"),
+                    name=f"layer{i}_learning_signal",
                 )
             fm = eq.feedback_synapse_model(u_var, fb_plastic, target=apical_target)
             F = b2.Synapses(

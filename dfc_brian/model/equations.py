@@ -85,6 +85,7 @@ SCHEDULE = {
     "softmax_sum": 2,  # (output layer) sum of exp(r_L) for the CE target
     "sample_start_controller": 3,  # (output layer) new sample: r_star, u = u_int = 0
     # after all layers:
+    "learning_signal": 9,  # delta = phi(v) - phi(v_B) per neuron, bias plasticity
     "plasticity": 10,  # forward/feedback weight dynamics and update accumulators
 }
 
@@ -94,8 +95,8 @@ def layer_order(i: int, key: str) -> int:
     return 100 * i + SCHEDULE[key]
 
 
-def plasticity_order(n_layers: int) -> int:
-    return 100 * (n_layers + 1) + SCHEDULE["plasticity"]
+def plasticity_order(n_layers: int, key: str = "plasticity") -> int:
+    return 100 * (n_layers + 1) + SCHEDULE[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,6 +130,7 @@ def layer_equations(filtered_apical: bool, noise: bool) -> str:
     b : 1               # bias b_i
     db_acc : 1          # time-averaged bias update (DFC), accumulated during the phase
     db_ss : 1           # last-step bias update (DFC-SS)
+    delta : 1           # learning signal phi(v_soma) - phi(v_basal), set before the plasticity
     t_diverged : 1      # first time (units of tau_u) |v_soma| > v_max or NaN; -1 if never
     """
     )
@@ -149,11 +151,19 @@ def soma_code(activation: str) -> str:
     """
 
 
-# Bias plasticity, run with the weight plasticity after every layer has been updated (and
-# after a new sample's feedforward reset, whose term is zero)
-BIAS_CODE = {
-    "online": "b += dt*(r - r_basal)/tau_W  # tau_W db/dt = phi(v) - phi(v_B)",
-    "accumulate": "db_acc += (r - r_basal)/T_steps  # time-averaged DFC bias update",
+# The local learning signal of each neuron, phi(v) - phi(v_B), and the bias plasticity: run
+# once per neuron after every layer has been updated (and after a new sample's feedforward
+# reset, whose signal is zero), just before the weight plasticity, which reads `delta_post`
+# (one value per neuron instead of two per synapse).
+LEARNING_SIGNAL_CODE = {
+    "online": """
+    delta = r - r_basal      # phi(v) - phi(v_B)
+    b += dt*delta/tau_W      # tau_W db/dt = phi(v) - phi(v_B)
+    """,
+    "accumulate": """
+    delta = r - r_basal      # phi(v) - phi(v_B)
+    db_acc += delta/T_steps  # time-averaged DFC bias update
+    """,
 }
 
 
@@ -240,14 +250,14 @@ def forward_synapse_model(pre_rate: str, plasticity: str) -> SynapseModel:
     :math:`\\tau_W \\dot W = (\\phi(v) - \\phi(v^B)) r_{i-1}^T`, minibatch of 1).
     """
     if plasticity == "online":
-        weight = "dw/dt = (r_post - r_basal_post)*r_pre/tau_W : 1 (clock-driven)  # W_i[post, pre], plastic"
+        weight = "dw/dt = delta_post*r_pre/tau_W : 1 (clock-driven)  # W_i[post, pre], plastic"
     else:
         weight = "w : 1  # forward weight W_i[post, pre]"
     lines = [weight, f"I_basal_post = w*{pre_rate}_pre : 1 (summed)  # basal input W_i r_(i-1)"]
     code = ""
     if plasticity == "accumulate":
         lines += ["dW_acc : 1  # time-averaged DFC update", "dW_ss : 1  # DFC-SS update (last step)"]
-        code = "dW_acc += (r_post - r_basal_post)*r_pre/T_steps"
+        code = "dW_acc += delta_post*r_pre/T_steps"
     return SynapseModel("\n".join(lines), code)
 
 
