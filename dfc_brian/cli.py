@@ -118,11 +118,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+# epochs of the paper's runs, per column
+PAPER_EPOCHS = {"mnist": 100, "fashion_mnist": 100, "mnist_autoencoder": 25, "mnist_trainloss": 100}
+
+
 def collect_runs(runs_dir: str | Path) -> dict[str, dict[str, list[float]]]:
     """``{row: {column: [reported value per seed]}}`` from every ``results.json`` under runs_dir.
 
     Row and column come from the config's ``table1`` section (``row``, ``column``); runs
-    without it, or that did not finish their configured epochs, are skipped.
+    without it, or that did not finish their configured epochs, are skipped. Runs shorter or
+    longer than the paper's (100 epochs, 25 for the autoencoder) get a row of their own,
+    e.g. ``DFC [1 epoch]``.
     """
     from dfc_brian.experiments.results import RESULTS_JSON
 
@@ -141,6 +147,8 @@ def collect_runs(runs_dir: str | Path) -> dict[str, dict[str, list[float]]]:
             continue
         if epochs is not None and summ.get("epochs_done") != epochs:
             continue
+        if epochs is not None and epochs != PAPER_EPOCHS.get(col, epochs):
+            row = f"{row} [{epochs} epoch{'' if epochs == 1 else 's'}]"  # not comparable to the paper's
         out.setdefault(row, {}).setdefault(col, []).append(float(summ["reported"]))
     return out
 

@@ -376,10 +376,20 @@ def test_cli_table(tmp_path, capsys):
         d.mkdir(parents=True)
         side = {
             "seed": seed,
-            "config": {"table1": {"row": "DFC", "column": "mnist"}, "training": {"epochs": 3}},
-            "summary": {"reported": val, "epochs_done": 3},
+            "config": {"table1": {"row": "DFC", "column": "mnist"}, "training": {"epochs": 100}},
+            "summary": {"reported": val, "epochs_done": 100},
         }
         (d / RESULTS_JSON).write_text(json.dumps(side))
+    short = tmp_path / "runs" / "short" / "seed0"
+    short.mkdir(parents=True)
+    (short / RESULTS_JSON).write_text(
+        json.dumps(
+            {
+                "config": {"table1": {"row": "DFC", "column": "mnist"}, "training": {"epochs": 1}},
+                "summary": {"reported": 5.5, "epochs_done": 1},
+            }
+        )
+    )
     unfinished = tmp_path / "runs" / "x" / "seed0"
     unfinished.mkdir(parents=True)
     (unfinished / RESULTS_JSON).write_text(
@@ -396,6 +406,7 @@ def test_cli_table(tmp_path, capsys):
     assert "2.10 ± 0.10 % (n=2)" in md and "2.25 ± 0.09 %" in md and "9.42 ± 0.09 e−2" in md
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["rows"]["DFC"]["mnist"]["values"] == [2.0, 2.2]
+    assert data["rows"]["DFC [1 epoch]"]["mnist"]["values"] == [5.5]  # not mixed with full runs
     assert data["rows"]["BP"]["mnist_trainloss"]["published"] == [1.53e-7, 0.19e-7]
     rc, _, err = run_cli(["table", str(tmp_path / "nothing")], capsys)
     assert rc == 2 and "does not exist" in err
