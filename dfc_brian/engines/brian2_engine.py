@@ -282,16 +282,15 @@ class BrianDFC:
                 self.controlled_phase(X[idx], y[idx], plasticity="online")
             history.append({"epoch": epoch + 1, **(evaluate(self) if evaluate else {})})
             if checkpoint is not None:
-                tmp = f"{checkpoint}.tmp.npz"
-                np.savez(
-                    tmp,
-                    epoch=epoch + 1,
-                    n_builds=self.n_builds,
-                    rng_state=json.dumps(rng.bit_generator.state),
-                    history=json.dumps(history),
-                    **self.weights.to_npz_dict(),
-                )
-                os.replace(tmp, checkpoint)
+                from dfc_brian.experiments.results import atomic_savez
+
+                state = {
+                    "epoch": epoch + 1,
+                    "n_builds": self.n_builds,
+                    "history": json.dumps(history),
+                    "rng_state": json.dumps(rng.bit_generator.state),
+                }
+                atomic_savez(checkpoint, {**state, **self.weights.to_npz_dict()})
         return history
 
     def get_weights(self) -> Weights:

@@ -16,6 +16,7 @@ the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -111,17 +112,8 @@ def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
         if a.dtype == object:
             raise TypeError(f"array {k!r} has dtype object; store it with json_array() instead")
         clean[k] = a
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **clean)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _atomic_open(path, "wb") as fh:
+        np.savez(fh, **clean)
     return path
 
 
@@ -135,10 +127,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically (temporary file + os.replace)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+@contextlib.contextmanager
+def _atomic_open(path: Path, mode: str):
+    """Open a temporary file beside ``path``; on success it replaces ``path`` (os.replace)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -146,7 +146,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
 
 
 def save_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
