@@ -40,6 +40,7 @@ def bench(sizes, acts, T, n_samples, repeats, loss="ce", dtype="float64", thread
         target="cpp_standalone",
         tau_W=1e4,
         dtype=dtype,
+        threads=threads,
         directory=tempfile.mkdtemp(prefix="dfc_bench_"),
     )
     t0 = time.perf_counter()
