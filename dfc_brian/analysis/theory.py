@@ -526,6 +526,9 @@ def angle(a: np.ndarray, b: np.ndarray) -> float:
         \\angle(a, b) = \\frac{180}{\\pi}\\arccos
         \\frac{\\langle a, b\\rangle_F}{\\lVert a\\rVert_F \\lVert b\\rVert_F}
 
+    computed as :math:`2\arctan2(\\lVert\\hat a - \\hat b\rVert, \\lVert\\hat a + \\hat b\rVert)` with
+    :math:`\\hat a = a/\\lVert a\rVert`: the same angle, but accurate to round-off near 0° and
+    180°, where arccos of a cosine close to ±1 cannot resolve less than ~1e-6°.
     Returns NaN if either array is zero.
     """
     a = np.ravel(np.asarray(a, dtype=np.float64))
@@ -533,7 +536,8 @@ def angle(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         return float("nan")
-    return float(np.degrees(np.arccos(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))))
+    a, b = a / na, b / nb
+    return float(np.degrees(2.0 * np.arctan2(np.linalg.norm(a - b), np.linalg.norm(a + b))))
 
 
 def layer_angles(upd_a: Update, upd_b: Update, bias: bool = True) -> tuple[np.ndarray, float]:
