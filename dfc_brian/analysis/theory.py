@@ -526,8 +526,8 @@ def angle(a: np.ndarray, b: np.ndarray) -> float:
         \\angle(a, b) = \\frac{180}{\\pi}\\arccos
         \\frac{\\langle a, b\\rangle_F}{\\lVert a\\rVert_F \\lVert b\\rVert_F}
 
-    computed as :math:`2\arctan2(\\lVert\\hat a - \\hat b\rVert, \\lVert\\hat a + \\hat b\rVert)` with
-    :math:`\\hat a = a/\\lVert a\rVert`: the same angle, but accurate to round-off near 0° and
+    computed as :math:`2\\arctan2(\\lVert\\hat a - \\hat b\\rVert, \\lVert\\hat a + \\hat b\\rVert)` with
+    :math:`\\hat a = a/\\lVert a\\rVert`: the same angle, but accurate to round-off near 0° and
     180°, where arccos of a cosine close to ±1 cannot resolve less than ~1e-6°.
     Returns NaN if either array is zero.
     """
