@@ -31,16 +31,9 @@ N_TRAIN = 300  # samples per epoch (QUICK: 100)
 N_SLEEP = 100  # samples per sleep phase (QUICK: 40)
 
 
-def _feedforward(w, acts, X):
-    r = X
-    for i, a in enumerate(acts):
-        v = r @ w.W[i].T + w.b[i]
-        r = np.tanh(v) if a == "tanh" else (np.maximum(v, 0) if a == "relu" else v)
-    return r
-
-
 def main(args: argparse.Namespace | None = None) -> int:
     """Run the demo; ``args`` has ``out`` (folder), ``target`` (Brian2 target), ``quick``."""
+    from dfc_brian.analysis.theory import feedforward
     from dfc_brian.config import load_config
     from dfc_brian.engines.brian2_engine import BrianDFC
     from dfc_brian.experiments.data import student_teacher
@@ -81,7 +74,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     )
 
     def test_loss():
-        return float(np.mean((_feedforward(net.get_weights(), spec.activations, Xte) - Yte) ** 2))
+        return float(np.mean((feedforward(net.get_weights(), spec.activations, Xte)[1][-1] - Yte) ** 2))
 
     losses = [test_loss()]
     t0 = time.time()
