@@ -20,7 +20,8 @@ method              (required)  ``BP``, ``DFA``, ``DFC``, ``DFC-SS`` or ``DFC-SS
 q                   trained     DFC feedback: ``trained`` (xavier-normal Q, Q_L = I, sleep phase)
                                 or ``fixed`` (Q_i = W_{i+1}^T...W_L^T at init, Q_L = I, frozen)
 lr                  (required)  forward learning rate as listed in the spec ("lr_eff")
-optimizer           adam        ``adam`` or ``sgd`` (forward weights; Q always uses Adam)
+optimizer           adam        ``adam`` or ``sgd`` (forward weights)
+optimizer_fb        adam        ``adam`` or ``sgd`` (feedback weights Q; the toy figures use sgd)
 adam_betas          [0.99,0.99] Adam betas (forward and feedback)
 adam_eps            1e-8        Adam epsilon, forward weights
 adam_eps_fb         1e-8        Adam epsilon, feedback weights
@@ -30,7 +31,11 @@ wd_fb               0.0         L2 weight decay of Q (the rule's beta), added to
 epochs              100         forward training epochs (read by the experiment loop)
 epochs_fb           0           sleep-only pre-training epochs (read by the experiment loop)
 batch_size          128         minibatch size (read by the experiment loop)
-clip                1.0         per-tensor clipping norm of forward gradients (null/0: none)
+clip                1.0         per-tensor clipping norm of forward gradients (null/0: none; BP: null)
+clip_fb             1.0         joint clipping norm of the gradient of all Q_i together (null: none)
+init_Q              (from q)    ``xavier_normal`` (q: trained) or ``weight_product`` (q: fixed)
+dfa_convention      target      DFA: ``target`` (the authors': hidden targets h + B_i(r_L* - r_L),
+                                2 lambda/B times the textbook gradient) or ``textbook``
 freeze_QL           false       keep Q_L at the identity
 extra_sleep         2           sleep passes after each forward update
 extra_sleep_mode    minibatch   ``minibatch``: train_step = sleep, forward, ``extra_sleep`` x
@@ -74,6 +79,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "q": "trained",
     "lr": None,
     "optimizer": "adam",
+    "optimizer_fb": "adam",
     "adam_betas": (0.99, 0.99),
     "adam_eps": 1e-8,
     "adam_eps_fb": 1e-8,
@@ -84,6 +90,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs_fb": 0,
     "batch_size": 128,
     "clip": 1.0,
+    "clip_fb": 1.0,
+    "init_Q": None,
+    "dfa_convention": "target",
     "freeze_QL": False,
     "extra_sleep": 2,
     "extra_sleep_mode": "minibatch",
@@ -150,6 +159,21 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
     t["epochs_fb"] = _int("epochs_fb", t["epochs_fb"], 0)
     t["batch_size"] = _int("batch_size", t["batch_size"], 1)
     t["clip"] = None if t["clip"] in (None, 0, 0.0) else _pos("clip", t["clip"])
+    t["clip_fb"] = None if t["clip_fb"] in (None, 0, 0.0) else _pos("clip_fb", t["clip_fb"])
+    if t["optimizer_fb"] not in ("adam", "sgd"):
+        raise ConfigError(f"training.optimizer_fb = {t['optimizer_fb']!r} is unknown; choose 'adam' or 'sgd'")
+    q_init = {"trained": "xavier_normal", "fixed": "weight_product"}[t["q"]]
+    if t["init_Q"] is None:
+        t["init_Q"] = q_init
+    elif t["init_Q"] != q_init:
+        raise ConfigError(
+            f"training.init_Q = {t['init_Q']!r} does not go with training.q = {t['q']!r} "
+            f"(q: {t['q']} uses init_Q: {q_init})"
+        )
+    if t["dfa_convention"] not in ("target", "textbook"):
+        raise ConfigError(
+            f"training.dfa_convention = {t['dfa_convention']!r} is unknown; choose 'target' or 'textbook'"
+        )
     t["freeze_QL"] = _bool("freeze_QL", t["freeze_QL"])
     t["extra_sleep"] = _int("extra_sleep", t["extra_sleep"], 0)
     if t["extra_sleep_mode"] not in ("minibatch", "epoch"):

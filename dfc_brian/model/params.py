@@ -166,9 +166,12 @@ class SleepParams:
     tmax_fb: int = 50  # stored states of one sleep simulation
     tcr_fb: float = 0.01  # tau_v / tau_u during the sleep phase
     tau_A: float = 0.3  # apical time constant (units of tau_u)
+    sigma_output_fb: float | None = None  # apical noise std of the output layer (None: = sigma)
 
     def __post_init__(self) -> None:
         check_nonnegative("sleep.sigma", self.sigma)
+        if self.sigma_output_fb is not None:
+            check_nonnegative("sleep.sigma_output_fb", self.sigma_output_fb)
         check_nonnegative("sleep.k_p_fb", self.k_p_fb)
         check_nonnegative("sleep.alpha_fb", self.alpha_fb)
         check_positive("sleep.dt_fb", self.dt_fb)
@@ -184,6 +187,12 @@ class SleepParams:
             raise ConfigError(
                 f"sleep.dt_fb = {self.dt_fb} is larger than sleep.tau_A = {self.tau_A} (unstable)"
             )
+
+    def sigma_layers(self, n_layers: int) -> tuple[float, ...]:
+        """Apical noise std of layers 1..L: ``sigma`` in hidden layers, ``sigma_output_fb`` (if
+        set) in the output layer (0 in the authors' autoencoder configs)."""
+        out = self.sigma if self.sigma_output_fb is None else self.sigma_output_fb
+        return (self.sigma,) * (n_layers - 1) + (out,)
 
     @property
     def sigma_tilde(self) -> float:
