@@ -48,8 +48,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "res = fig1d(quick=QUICK)\n"
             "save(res, OUT / 'fig1d_controller')\n"
             "print('Q before / after pre-training:', res['q_before'], res['q_after'])\n"
-            "print('|r_L(T) - (r* - alpha u(T))| =', res['steady_residual'], "
-            "f\"({res['wall_pretrain_s']:.1f} s pre-training, {res['wall_s']:.1f} s Brian2)\")",
+            "print('|r_L(T) - (r* - alpha u(T))| =', res['steady_residual'])\n"
+            "print(f\"{res['wall_pretrain_s']:.1f} s pre-training, {res['wall_s']:.1f} s Brian2\")",
         ),
         (
             "code",
