@@ -33,11 +33,13 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "md",
             "# Fig. 1D: the PI controller drives the output to its target\n\n"
-            "Student 15-10-10-1 (tanh, tanh, linear) simulated in **Brian2** (numpy target), "
-            "PI control with $k_p = 1$, $\\alpha = 0.0015$, $dt = 0.005$, $t_{cr} = 0.2$, "
-            "$\\lambda = 0.05$, $T = 2000$ (QUICK: 400), three student-teacher samples. "
-            "Top: $r_L(t)$ and its target $r_L^*$ (dashed); bottom: the control signal $u(t)$. "
-            "At steady state $r_L = r_L^* - \\alpha u$.",
+            "Settings of `models/toy/fig1d.yaml` (the authors' `config_fig1D`). Student 15-10-10-1 "
+            "(tanh, tanh, linear); Q starts xavier-normal and is pre-trained for 50 sleep-only epochs "
+            "(SGD lr 0.1, batched engine; QUICK: 1 epoch on 256 inputs); the trained network then runs "
+            "its controlled phase in **Brian2** (numpy target): PI control with $k_p = 1$, "
+            "$\\alpha = 0.0015$, $dt = 0.005$, $t_{cr} = 0.2$, $\\lambda = 0.05$, $T = 2000$ "
+            "(QUICK: 400), three student-teacher samples. Top: $r_L(t)$ and its target $r_L^*$ "
+            "(dashed); bottom: the control signal $u(t)$. At steady state $r_L = r_L^* - \\alpha u$.",
         ),
         ("code", SETUP),
         (
@@ -45,8 +47,9 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "from dfc_brian.experiments.toy import fig1d, save\n\n"
             "res = fig1d(quick=QUICK)\n"
             "save(res, OUT / 'fig1d_controller')\n"
-            "print('|r_L(T) - (r* - alpha u(T))| =', res['steady_residual'], "
-            "f\"({res['wall_s']:.1f} s Brian2)\")",
+            "print('Q before / after pre-training:', res['q_before'], res['q_after'])\n"
+            "print('|r_L(T) - (r* - alpha u(T))| =', res['steady_residual'])\n"
+            "print(f\"{res['wall_pretrain_s']:.1f} s pre-training, {res['wall_s']:.1f} s Brian2\")",
         ),
         (
             "code",
@@ -115,21 +118,24 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "md",
             "# Fig. 3: student-teacher training, conditions and alignment per epoch\n\n"
-            "Student 15-10-10-5 trained with the batched engine by DFC, DFC-SS, DFC-SSA, "
-            "their fixed-Q versions and DFA (`models/toy/fig3_*.yaml`). Per epoch on a fixed "
-            "test minibatch: condition 2, condition 1, $\\lambda_{max}$ of the linearised "
-            "PI-controlled network (`theory.lambda_max_pi(form='network')`, the exact "
-            "linearisation of the dynamics the engines simulate) and the angles of each "
-            "method's update to the damped MN, GN ($\\gamma = \\alpha$) and SSA updates. "
-            "QUICK: 2 epochs of 256 samples, $T = 200$. Full: `DFC_FIG3_EPOCHS` epochs "
-            "(default 300) of 5000 samples, $T = 1000$.",
+            "The authors' settings (`models/toy/fig3_*.yaml`, from their `configs_fig3`): student "
+            "15-10-10-5, unscaled teacher outputs, SGD lr$_{eff}$ 1.0, clip 1.0, proactive off, "
+            "non-converged samples included; trained Q: 50 sleep-only pre-training epochs (SGD lr 0.1), "
+            "then per epoch one sleep epoch (SGD lr 0.002), one forward epoch and 2 sleep epochs. "
+            "Methods: DFC, DFC-SS, DFC-SSA, their fixed-Q versions and DFA (target-based); no BP, as in "
+            "the paper (`fig3(methods=(..., 'BP'))` adds it). Per epoch on a fixed minibatch of 128 test "
+            "samples: condition 2, condition 1, $\\lambda_{max}$ of the linearised PI-controlled network "
+            "and the angles of each method's update to the damped MN, GN (the configs' "
+            "`analysis.gn_damping`: $\\gamma = 0.1$, DFA 0) and SSA updates; the test loss on the whole "
+            "test set (1000 samples). QUICK: 2 epochs of 256 samples, $T = 200$, 1 pre-training epoch. "
+            "Full: `DFC_FIG3_EPOCHS` epochs (default 300) of 5000 samples, $T = 1000$.",
         ),
         ("code", SETUP),
         (
             "code",
             "from dfc_brian.experiments.toy import FIG3_METHODS, fig3, save\n\n"
             "EPOCHS = None if QUICK else int(os.environ.get('DFC_FIG3_EPOCHS', '300'))\n"
-            "res = fig3(FIG3_METHODS, epochs=EPOCHS, quick=QUICK, seed=0)\n"
+            "res = fig3(FIG3_METHODS, epochs=EPOCHS, quick=QUICK, seed=0, progress=not QUICK)\n"
             "save(res, OUT / 'fig3_toy_training')\n"
             "print({k: round(v, 1) for k, v in res['wall_s'].items()})",
         ),
@@ -144,9 +150,9 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ),
         (
             "code",
-            "fig_loss = plot_training_curves(res['metrics'], ['test_loss', 'frac_nonconverged'],\n"
-            "                                ['test loss (MSE)', 'non-converged fraction'],\n"
-            "                                logy=['test_loss'], ncols=2)\n"
+            "fig_loss = plot_training_curves(res['metrics'], ['test_loss_full', 'frac_nonconverged'],\n"
+            "                                ['test loss (MSE, 1000 samples)', 'non-converged fraction'],\n"
+            "                                logy=['test_loss_full'], ncols=2)\n"
             "fig_loss.savefig(OUT / 'fig3_toy_loss.png')\nfig_loss",
         ),
     ],
@@ -154,46 +160,38 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "md",
             "# Figs. S2-S4: feedback learning aligns Q with damped pseudo-inverses\n\n"
-            "Student 20-10-5, sleep phases only (batched engine, forward weights frozen). "
-            "Angle between Q and $J^T (J J^T + \\gamma I)^{-1}$ over sleep iterations: "
-            "S2 for several $\\gamma$ at the Fig. 3 sleep parameters "
-            "($\\alpha_{fb} = 0.25$, $k_{p,fb} = 0.1$), S3 for several $\\alpha_{fb}$, S4 for "
-            "several $k_{p,fb}$. QUICK: 30 iterations of 32 samples; full: 3000 of 128.",
+            "The authors' settings (`models/toy/figS2_S4_tanh.yaml`, `figS2_S4_linear.yaml`, from their "
+            "`configs_figC2C3`): student 20-10-5 with a tanh or a linear hidden layer, forward weights "
+            "frozen, 25 sleep-only epochs (5000 inputs, batch 128, SGD lr 0.1, weight decay 0.01), sleep "
+            "phase of $T_{fb} = 300$ steps of $dt = 0.001$, $t_{cr,fb} = 0.005$, $\\tau_A = 0.3$, "
+            "$\\sigma = 0.01$. Angle between Q and $J^T (J J^T + \\gamma I)^{-1}$ (mean over 128 test "
+            "inputs) per epoch: S2 varies $\\gamma$ ($\\alpha_{fb} = 0.5$, $k_{p,fb} = 0$), S3 varies "
+            "$\\alpha_{fb}$ ($k_{p,fb} = 0.3$, $\\gamma = 5$), S4 varies $k_{p,fb}$ "
+            "($\\alpha_{fb} = 0.1$, $\\gamma = 5$). QUICK: 2 epochs on 256 inputs.",
         ),
         ("code", SETUP),
         (
             "code",
             "from dfc_brian.experiments.toy import feedback_learning, save\n\n"
-            "res = feedback_learning(quick=QUICK, alpha_fb_list=(0.1, 0.25, 1.0), kp_fb_list=(0.0, 0.1, 0.5))\n"
+            "res = feedback_learning(quick=QUICK)\n"
             "save(res, OUT / 'figS2_S4_feedback_learning')\n"
-            "print(f\"{res['wall_s']:.1f} s\")",
+            "print('runs', res['n_runs'], {k: round(v, 1) for k, v in res['wall_s'].items()}, 's')",
         ),
         (
             "code",
-            "from dfc_brian.plotting.figures import plot_training_curves\n\n"
-            "it, runs = res['iterations'], res['runs']\n"
-            "gam = [f'gamma={g:g}' for g in res['gammas']]\n"
-            "base = runs['alpha_fb=0.25, k_p_fb=0.1']\n"
-            "hist = {g: {'angle': base['angle'][:, j]} for j, g in enumerate(gam)}\n"
-            "hist['J^T'] = {'angle': base['angle_JT']}\n"
-            "fig = plot_training_curves(hist, ['angle'], [r'angle of Q to $J^T(JJ^T+\\gamma I)^{-1}$ (deg)'],\n"
-            "                           xlabel=f'evaluation (every {it[1] - it[0]} sleep iterations)')\n"
-            "fig.savefig(OUT / 'figS2_feedback_gamma.png')\nfig",
-        ),
-        (
-            "code",
+            "from dfc_brian.plotting.figures import plot_angle_panels\n\n"
+            "names = {'fig_S2': ('S2', 'gamma'), 'fig_S3': ('S3', 'alpha_fb'), 'fig_S4': ('S4', 'k_p_fb')}\n"
+            "ylabel = r'angle of Q to $J^T(JJ^T+\\gamma I)^{-1}$ (deg)'\n"
             "figs = {}\n"
-            "for tag, key in (('S3', 'alpha_fb'), ('S4', 'k_p_fb')):\n"
-            "    labels = [lab for lab in res['labels']\n"
-            "              if (key == 'alpha_fb' and runs[lab]['k_p_fb'] == 0.1)\n"
-            "              or (key == 'k_p_fb' and runs[lab]['alpha_fb'] == 0.25)]\n"
-            "    labels = sorted(labels, key=lambda lab: runs[lab][key])\n"
-            "    hist = {g: {lab: runs[lab]['angle'][:, j] for lab in labels} for j, g in enumerate(gam)}\n"
-            "    figs[tag] = plot_training_curves(hist, labels, [f'angle (deg), {lab}' for lab in labels],\n"
-            "                                     xlabel=f'evaluation (every {it[1] - it[0]} sleep iterations)')\n"
-            "    figs[tag].savefig(OUT / f'fig{tag}_feedback_{key}.png')\n"
-            "figs['S3']",
+            "for key, (tag, var) in names.items():\n"
+            "    panels = {f'{v} hidden layer': dict(zip(p['labels'], p['angle'], strict=True))\n"
+            "              for v, p in res['panels'][key].items()}\n"
+            "    figs[tag] = plot_angle_panels(res['epochs'], panels, ylabel, xlabel='sleep-only epoch',\n"
+            "                                  title=f'Fig. {tag}: {var} varies')\n"
+            "    figs[tag].savefig(OUT / f'fig{tag}_feedback_{var}.png')\n"
+            "figs['S2']",
         ),
+        ("code", "figs['S3']"),
         ("code", "figs['S4']"),
     ],
     "table1": [

@@ -10,12 +10,13 @@ Experiments (``shared/spec/DFC_SPEC.md`` section 4; student-teacher data of
 :func:`~dfc_brian.experiments.data.student_teacher`, unscaled teacher outputs):
 
 - :func:`fig1d`: the PI controller drives a 15-10-10-1 student's output to its target
-  (Brian2 engine).
+  (Q pre-trained in the batched engine, controlled phase in Brian2).
 - :func:`compartments`: basal, apical and somatic voltages of chosen neurons during a
   controlled phase and a noisy sleep phase (Brian2 engine).
 - :func:`fig3`: training of the 15-10-10-5 student with DFC, DFC-SS, DFC-SSA, their fixed-Q
-  versions and DFA (batched engine), with condition 2, condition 1, the stability
-  :math:`\\lambda_{max}` and the angles to the MN, GN and SSA updates per epoch.
+  versions and DFA (batched engine, the authors' epoch order of :func:`train_epoch`), with
+  condition 2, condition 1, the stability :math:`\\lambda_{max}` and the angles to the MN,
+  GN and SSA updates per epoch.
 - :func:`feedback_learning`: sleep-phase-only learning of Q in a 20-10-5 student; angle of
   Q to the damped pseudo-inverses :math:`J^T (J J^T + \\gamma I)^{-1}` (Figs. S2-S4).
 """
@@ -37,37 +38,33 @@ from dfc_brian.engines.baselines import dfa_gradient
 from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
-from dfc_brian.model.params import ModelParams
+from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
 __all__ = [
     "FIG3_METHODS",
     "FIG3_METRICS",
     "compartments",
+    "feedback_curves",
     "feedback_learning",
     "fig1d",
     "fig3",
     "load",
     "method_update",
+    "pretrain_feedback",
     "save",
+    "train_epoch",
 ]
 
 # ----------------------------------------------------------------------------- parameters
-# Fig. 1D (spec section 4)
-FIG1D_SIZES = [15, 10, 10, 1]  # student: input, two tanh hidden layers, linear output
-FIG1D_CONTROLLER = {
-    "k_p": 1.0,  # proportional gain
-    "alpha": 0.0015,  # controller leak
-    "dt": 0.005,  # Euler step (units of tau_u)
-    "tmax": 2000,  # stored states T (10 tau_u); quick: 400 (2 tau_u)
-    "tcr": 0.2,  # tau_v / tau_u
-    "target_stepsize": 0.05,  # lambda
-    "proactive": True,  # as the Fig. 3 configs
-}
+# Every setting of Figs. 1D, 3 and S2-S4 comes from the configs in models/toy/, which carry the
+# authors' values (shared/spec/authors_configs/toy.json); only the display settings are here.
+FIG1D_CONFIG = "toy/fig1d"
+FIG1D_QUICK_TMAX = 400  # quick: 2 tau_u of the controlled phase instead of 10
 COMPARTMENT_STEPSIZE = 0.3  # lambda of the compartment view: 6x Fig. 1D's, so Q u is visible
 SLEEP_VIEW_STEPS = 1000  # stored states of the displayed sleep phase (2 tau_u; training: 50)
 
-# Fig. 3 (models/toy/fig3_*.yaml)
+# Fig. 3 (models/toy/fig3_*.yaml); the authors' figure has no BP curve (BP stays selectable)
 FIG3_METHODS = ("DFC", "DFC-SS", "DFC-SSA", "DFC (fixed)", "DFC-SS (fixed)", "DFC-SSA (fixed)", "DFA")
 FIG3_CONFIGS = {
     "DFC": "toy/fig3_dfc",
@@ -87,13 +84,15 @@ FIG3_METRICS = (
     "angle_GN",
     "angle_SSA",
     "test_loss",
+    "test_loss_full",
     "frac_nonconverged",
 )
-FIG3_N_EVAL = 128  # size of the fixed test minibatch on which metrics and angles are computed
+FIG3_N_EVAL = 128  # size of the fixed test minibatch on which conditions and angles are computed
 
-# Figs. S2-S4
-FB_SIZES = [20, 10, 5]  # student: input, one tanh hidden layer, linear output
-FB_GAMMAS = (1e-3, 1e-2, 0.1, 0.25, 1.0, 10.0)  # damping values of the reference matrices
+# Figs. S2-S4 (models/toy/figS2_S4_<variant>.yaml, section `curves`)
+FB_CONFIGS = {"tanh": "toy/figS2_S4_tanh", "linear": "toy/figS2_S4_linear"}
+FB_FIGURES = ("fig_S2", "fig_S3", "fig_S4")
+FB_N_EVAL = 128  # test samples over which the angle of Q is averaged
 
 
 # ----------------------------------------------------------------------------- saving
@@ -166,16 +165,110 @@ def _brian_net(cfg: Mapping[str, Any], seed: int, target: str):
     return BrianDFC(params, w, target=target, seed=seed), params
 
 
+# ----------------------------------------------------------------------------- schedule
+def _gn_damping(cfg: Mapping[str, Any]) -> float | None:
+    """``analysis.gn_damping`` of a config (the damping of the GN / MN references), or None."""
+    sec = cfg.get("analysis")
+    if sec is None or "gn_damping" not in sec:
+        return None
+    return check_nonnegative("analysis.gn_damping", sec["gn_damping"])
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    idx = rng.permutation(n)
+    return [idx[k : k + batch_size] for k in range(0, n, batch_size)]
+
+
+def pretrain_feedback(method: Method, X: np.ndarray, epochs: int, rng: np.random.Generator) -> int:
+    """``epochs`` sleep-only epochs of ``method.pretrain_feedback_step`` over minibatches of X.
+
+    Minibatches of ``method.training['batch_size']`` in a fresh permutation per epoch (drawn
+    from ``rng`` even where the step is a no-op). Returns the number of sleep phases run.
+    """
+    bs = int(method.training["batch_size"])
+    n = 0
+    for _ in range(int(epochs)):
+        for idx in _batches(len(X), bs, rng):
+            method.pretrain_feedback_step(X[idx])
+            n += 1
+    return n
+
+
+def train_epoch(
+    method: Method,
+    X: np.ndarray,
+    Y: np.ndarray,
+    rng_forward: np.random.Generator,
+    rng_sleep: np.random.Generator,
+) -> dict[str, float]:
+    """One training epoch in the order of the method's config (the authors' code).
+
+    ``training.extra_sleep_mode: epoch`` (every toy config): one sleep-only epoch
+    (:meth:`Method.feedback_step` on every minibatch, lr_fb), then one forward epoch
+    (:meth:`Method.train_step` on every minibatch), then ``training.extra_sleep`` sleep-only
+    epochs. ``minibatch``: one forward epoch, ``train_step`` itself runs the sleep phases.
+    Forward minibatches come from ``rng_forward``, sleep minibatches from ``rng_sleep``, so every
+    method given the same generators sees the same forward minibatches.
+
+    Returns ``loss`` (mean minibatch training loss before each step), ``n_nonconverged`` (samples
+    flagged in the forward epoch) and ``n_samples``.
+    """
+    tr = method.training
+    bs = int(tr["batch_size"])
+    n = len(X)
+    epoch_mode = tr.get("extra_sleep_mode", "minibatch") == "epoch"
+
+    def sleep_epoch() -> None:
+        for idx in _batches(n, bs, rng_sleep):
+            method.feedback_step(X[idx])
+
+    if epoch_mode:
+        sleep_epoch()
+    n_nc, losses = 0, []
+    for idx in _batches(n, bs, rng_forward):
+        out = method.train_step(X[idx], Y[idx])
+        n_nc += int(out.get("n_nonconverged", 0))
+        losses.append(float(out["loss"]))
+    if epoch_mode:
+        for _ in range(int(tr.get("extra_sleep", 0))):
+            sleep_epoch()
+    return {"loss": float(np.mean(losses)), "n_nonconverged": n_nc, "n_samples": n}
+
+
+def _q_stats(method: Method, X: np.ndarray) -> dict[str, float]:
+    """Stability and alignment of the current Q of a DFC method on the samples X."""
+    p, w = method.params, method.weights
+    spec, ctrl = p.network, p.controller
+    lam = theory.lambda_max_pi(w, spec, X, ctrl.alpha, ctrl.k_p, ctrl.tcr, form="network")
+    return {
+        "lambda_max": float(np.max(lam)),
+        "condition_2": theory.condition_2(w, spec, X),
+        "angle_Q_JT": theory.angle_Q_JT(w, spec, X),
+        "angle_Q_pinv": theory.angle_Q_damped_pinv(w, spec, X, 0.0),
+    }
+
+
 # ----------------------------------------------------------------------------- Fig. 1D
-def fig1d(quick: bool = True, target: str = "numpy", seed: int = 0, n_samples: int = 3) -> dict[str, Any]:
+def fig1d(
+    quick: bool = True,
+    target: str = "numpy",
+    seed: int = 0,
+    n_samples: int = 3,
+    epochs_fb: int | None = None,
+) -> dict[str, Any]:
     """Fig. 1D: the PI controller steers the output of a 15-10-10-1 student to its target.
 
-    Student 15-10-10-1 (tanh, tanh, linear), Q fixed to the weight product
-    :math:`Q_i = W_{i+1}^T \\cdots W_L^T` (for one output unit this is :math:`J^T` at
-    :math:`\\phi' = 1`, a stable choice); controller ``k_p = 1``, ``alpha = 0.0015``,
-    ``dt = 0.005``, ``T = 2000`` (quick: 400), ``tcr = 0.2``, ``lambda = 0.05``. The
-    ``n_samples`` student-teacher training samples form one minibatch (batch-mean MSE target)
-    and are simulated in Brian2 (:meth:`BrianDFC.controlled_phase`).
+    Settings of ``models/toy/fig1d.yaml`` (the authors' ``config_fig1D``): student 15-10-10-1
+    (tanh, tanh, linear); Q starts xavier-normal and is pre-trained for ``training.epochs_fb`` =
+    50 sleep-only epochs (SGD, ``lr_fb_pretrain`` 0.1, the config's sleep phase: sigma 0.01,
+    k_p_fb 0.1, alpha_fb 0.25, dt_fb 0.002, T_fb 50, tcr_fb 0.01, tau_A 0.3) on the 5000
+    student-teacher training inputs, minibatches of 128, in the batched engine
+    (:func:`~dfc_brian.engines.methods.make_method`, ``pretrain_feedback_step``). The trained
+    weights then go into a Brian2 network (:class:`BrianDFC`), whose controlled phase
+    (k_p 1, alpha 0.0015, dt 0.005, T 2000, tcr 0.2, lambda 0.05) runs on the first
+    ``n_samples`` training samples as one minibatch (batch-mean MSE target).
+
+    Quick: 1 pre-training epoch on 256 inputs and T = 400 (2 tau_u).
 
     Returns
     -------
@@ -183,17 +276,32 @@ def fig1d(quick: bool = True, target: str = "numpy", seed: int = 0, n_samples: i
         ``t`` (T,) in units of :math:`\\tau_u`; ``r_L`` (S, T) output rate; ``r_star`` (S,)
         output target; ``r_ff`` (S,) feedforward output :math:`r_L^-`; ``u`` (S, T) control
         signal; ``e`` (S, T); ``steady_residual`` (S,) :math:`|r_L[T-1] - (r_L^* - \\alpha
-        u[T-1])|`; ``converged`` (S,) the spec's criteria; ``wall_s``; ``config``.
+        u[T-1])|`; ``converged`` (S,) the spec's criteria; ``q_before`` and ``q_after``
+        (λ_max of the linearised network, condition 2, angles of Q to J^T and J^+ on the S
+        samples, before and after pre-training); ``wall_s`` (Brian2), ``wall_pretrain_s``;
+        ``config``.
     """
-    ctrl = dict(FIG1D_CONTROLLER, tmax=400 if quick else FIG1D_CONTROLLER["tmax"])
-    cfg = _toy_cfg(FIG1D_SIZES, ctrl)
-    data = student_teacher(FIG1D_SIZES[0], 1, seed=seed, n_train=n_samples, n_val=1, n_test=1)
-    net, params = _brian_net(cfg, seed, target)
+    from dfc_brian.engines.brian2_engine import BrianDFC
+
+    cfg = copy.deepcopy(load_config(FIG1D_CONFIG))
+    if quick:
+        cfg["controller"]["tmax"] = FIG1D_QUICK_TMAX
+    d = cfg["data"]
+    n_tr = 256 if quick else int(d.get("n_train", 5000))
+    E_fb = (1 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs_fb is None else int(epochs_fb)
+    data = student_teacher(int(d["n_in"]), int(d["n_out"]), seed=seed, n_train=n_tr, n_val=1, n_test=1)
+    method = make_method(cfg, seed)
+    X3, y3 = data.train.X[:n_samples], data.train.y[:n_samples]
+    q_before = _q_stats(method, X3)
+    t0 = time.perf_counter()
+    pretrain_feedback(method, data.train.X, E_fb, np.random.default_rng([seed, 2]))
+    wall_pre = time.perf_counter() - t0
+    q_after = _q_stats(method, X3)
+    params = method.params
+    net = BrianDFC(params, method.weights.copy(), target=target, seed=seed)
     L = params.network.n_layers
     t0 = time.perf_counter()
-    res = net.controlled_phase(
-        data.train.X, data.train.y, plasticity="none", record=("r", "u", "e"), layers=[L]
-    )
+    res = net.controlled_phase(X3, y3, plasticity="none", record=("r", "u", "e"), layers=[L])
     wall = time.perf_counter() - t0
     r_L = res.r[L - 1][:, :, 0]
     u = res.u[:, :, 0]
@@ -208,13 +316,19 @@ def fig1d(quick: bool = True, target: str = "numpy", seed: int = 0, n_samples: i
         "e": res.e[:, :, 0],
         "steady_residual": np.abs(r_L[:, -1] - (r_star - alpha * u[:, -1])),
         "converged": np.asarray(res.converged),
+        "q_before": q_before,
+        "q_after": q_after,
         "wall_s": wall,
+        "wall_pretrain_s": wall_pre,
         "config": {
-            "controller": ctrl,
-            "sizes": FIG1D_SIZES,
+            "config": FIG1D_CONFIG,
+            "controller": cfg["controller"],
+            "sleep": cfg["sleep"],
+            "training": cfg["training"],
+            "epochs_fb": E_fb,
+            "n_train": n_tr,
             "seed": seed,
             "target": target,
-            "q": "weight_product",
             "quick": quick,
         },
     }
@@ -319,7 +433,9 @@ def _feedback_of(method: Method) -> list[np.ndarray] | None:
     return None
 
 
-def _fig3_metrics(method: Method, X: np.ndarray, y: np.ndarray, gamma: float) -> dict[str, float]:
+def _fig3_metrics(
+    method: Method, X: np.ndarray, y: np.ndarray, gamma: float, X_full: np.ndarray, y_full: np.ndarray
+) -> dict[str, float]:
     """Conditions, stability and angles of one method on the fixed test minibatch (X, y)."""
     p = method.params
     spec, ctrl = p.network, p.controller
@@ -345,12 +461,8 @@ def _fig3_metrics(method: Method, X: np.ndarray, y: np.ndarray, gamma: float) ->
     else:
         m["angle_SSA"] = np.nan
     m["test_loss"] = theory.loss_value(method.predict(X), y, spec.loss)
+    m["test_loss_full"] = theory.loss_value(method.predict(X_full), y_full, spec.loss)
     return m
-
-
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    idx = rng.permutation(n)
-    return [idx[k : k + batch_size] for k in range(0, n, batch_size)]
 
 
 def fig3(
@@ -360,110 +472,104 @@ def fig3(
     seed: int = 0,
     n_train: int | None = None,
     tmax: int | None = None,
-    include_nonconverged: bool = True,
-    scale_targets: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Fig. 3: student-teacher training with the batched engine, metrics per epoch.
 
-    Each method is built by :func:`~dfc_brian.engines.methods.make_method` from
-    ``models/toy/fig3_*.yaml`` (15-10-10-5 tanh student, SGD with lr_eff 1.0, batch 128,
-    ``k_p = 1.5``, ``alpha = 0.0015``, ``dt = 0.005``, ``tcr = 0.2``, ``T = 1000``; trained-Q
-    methods first run ``epochs_fb`` sleep-only epochs, then each epoch is one training pass
-    (sleep, forward update per minibatch) plus ``extra_sleep`` sleep-only passes, the configs'
-    ``extra_sleep_mode: epoch``). The same seed gives every method the same initial forward
-    weights and the same data.
+    Every setting comes from ``models/toy/fig3_*.yaml``, the authors' ``configs_fig3``
+    (15-10-10-5 tanh student, unscaled teacher outputs, SGD lr_eff 1.0, clip 1.0, batch 128,
+    ``k_p = 1.5``, ``alpha = 0.0015``, ``dt = 0.005``, ``tcr = 0.2``, ``T = 1000``, proactive
+    off, non-converged samples included; trained Q: SGD sleep with lr_fb 0.002 after 50
+    sleep-only pre-training epochs at lr 0.1; DFA target-based). Each method is built by
+    :func:`~dfc_brian.engines.methods.make_method`; trained-Q methods first run
+    ``training.epochs_fb`` pre-training epochs (:func:`pretrain_feedback`), then every epoch is
+    :func:`train_epoch`: one sleep-only epoch, one forward epoch, ``extra_sleep`` (2) sleep-only
+    epochs. The same seed gives every method the same data, initial forward weights and forward
+    minibatch order.
 
     Before training and after every epoch, on a fixed minibatch of 128 test samples:
 
     - ``condition_2``: fraction of Q in the row space of J (DFA: its feedback matrices B_i);
     - ``condition_1``: ``dev_r`` of the feedforward rates;
     - ``lambda_max``: the largest real part of the eigenvalues of the linearised PI-controlled
-      network, maximum over the minibatch, from :func:`theory.lambda_max_pi` with
-      ``form='network'`` (the exact linearisation of the layered somatic dynamics the engines
-      integrate; the reduced 'apical' form treats basal inputs as fixed and differs at
-      ``tcr = 0.2``); NaN for DFA;
+      network, maximum over the minibatch, :func:`theory.lambda_max_pi` with ``form='network'``
+      (the exact linearisation of the layered somatic dynamics the engines integrate); NaN for
+      DFA and BP;
     - ``angle_MN``, ``angle_GN``, ``angle_SSA``: angle (degrees, whole network, weights and
       biases) between the method's batch-mean update on that minibatch (computed, not applied,
-      see :func:`method_update`) and the damped minimum-norm, Gauss-Newton (damping
-      :math:`\\gamma = \\alpha`) and DFC-SSA updates of the same weights and Q;
-    - ``test_loss`` (MSE on the minibatch) and, per epoch of training, ``frac_nonconverged``
-      (fraction of training samples failing the spec's convergence criteria).
-
-    ``include_nonconverged`` (default True) lets non-converged samples contribute their update:
-    with the spec's residual tolerance 1e-5 at T = 1000, nearly every sample of this toy fails
-    the first criterion (relative residual ~4e-5 with fixed Q), and the updates would vanish.
-
-    ``scale_targets`` (default True) divides the teacher's outputs by their training-set std
-    (about 8 for this teacher): with the unscaled outputs, SGD at the configs' lr_eff = 1.0
-    makes BP and DFA diverge within one epoch (measured), so the comparison would be empty.
+      see :func:`method_update`) and the damped minimum-norm, Gauss-Newton and DFC-SSA updates
+      of the same weights and Q; damping :math:`\\gamma` = the config's
+      ``analysis.gn_damping`` (the authors' ``gn_damping``: 0.1 for the DFC variants, 0 for
+      DFA; a config without it, e.g. BP's, uses the DFC value 0.1, recorded in ``config``);
+    - ``test_loss``: MSE on that minibatch; ``test_loss_full``: MSE on the whole test set
+      (1000 samples);
+    - per epoch of training, ``frac_nonconverged`` (fraction of the forward epoch's training
+      samples failing the spec's convergence criteria; NaN for DFC-SSA, DFA, BP) and
+      ``train_loss`` (mean minibatch loss of the forward epoch).
 
     Parameters
     ----------
     methods : names from :data:`FIG3_METHODS` (and ``BP``).
     epochs : training epochs (default: the configs' 300; quick: 2).
-    quick : tiny setting for tests: 256 training samples, ``T = 200``, 1 pre-training epoch.
+    quick : tiny setting for tests: 256 training samples, 128 test samples, ``T = 200``,
+        1 pre-training epoch.
     n_train, tmax : override the training set size and the controlled-phase length T.
 
     Returns
     -------
     dict
         ``epochs`` (E + 1,), ``methods`` (list), ``metrics``: method -> metric -> (E + 1,)
-        (``frac_nonconverged`` and ``train_loss``: (E,), ``nan`` where not defined),
-        ``wall_s`` per method, ``config``.
+        (``frac_nonconverged`` and ``train_loss``: NaN at epoch 0), ``wall_s`` per method,
+        ``config`` (every config used, ``gn_damping`` per method).
     """
+    unknown = [m for m in methods if m not in FIG3_CONFIGS]
+    if unknown:
+        raise ConfigError(f"unknown Fig. 3 method(s) {unknown}; choose from {list(FIG3_CONFIGS)}")
     E = (2 if quick else 300) if epochs is None else int(epochs)
     n_tr = (256 if quick else 5000) if n_train is None else int(n_train)
     T = (200 if quick else None) if tmax is None else int(tmax)
+    n_test = 128 if quick else 1000
     n_eval = 64 if quick else FIG3_N_EVAL
-    data = student_teacher(15, 5, seed=seed, n_train=n_tr, n_val=1, n_test=n_eval)
-    y_scale = float(data.train.y.std()) if scale_targets else 1.0
-    Xe, ye = data.test.X, data.test.y / y_scale
+    data = student_teacher(15, 5, seed=seed, n_train=n_tr, n_val=1, n_test=n_test)
+    Xf, yf = data.test.X, data.test.y
+    Xe, ye = Xf[:n_eval], yf[:n_eval]
+    X, Y = data.train.X, data.train.y
+    default_gamma = _gn_damping(load_config(FIG3_CONFIGS["DFC"]))
     metrics: dict[str, dict[str, np.ndarray]] = {}
     walls: dict[str, float] = {}
     used_cfgs: dict[str, Any] = {}
+    gammas: dict[str, float | None] = {}
     for name in methods:
         cfg = copy.deepcopy(load_config(FIG3_CONFIGS[name]))
         if T is not None and "controller" in cfg:
             cfg["controller"]["tmax"] = T
-        cfg.setdefault("convergence", {})["include_nonconverged"] = bool(include_nonconverged)
-        tr = cfg["training"]
         if quick:
+            tr = cfg["training"]
             tr["epochs_fb"] = min(int(tr.get("epochs_fb", 0)), 1)
-        used_cfgs[name] = cfg
+        gamma = _gn_damping(cfg)
+        gamma = default_gamma if gamma is None else gamma
+        if gamma is None:
+            raise ConfigError(f"{FIG3_CONFIGS[name]}: no analysis.gn_damping (the GN / MN reference damping)")
+        used_cfgs[name], gammas[name] = cfg, gamma
         method = make_method(cfg, seed)
-        gamma = method.params.controller.alpha
-        bs = int(tr.get("batch_size", 128))
-        rng = np.random.default_rng([seed, 3])
-        X, Y = data.train.X, data.train.y / y_scale
         t0 = time.perf_counter()
-        for _ in range(int(tr.get("epochs_fb", 0))):
-            for idx in _batches(n_tr, bs, rng):
-                method.pretrain_feedback_step(X[idx])
+        pretrain_feedback(method, X, int(method.training["epochs_fb"]), np.random.default_rng([seed, 2]))
+        rng_fwd, rng_sleep = np.random.default_rng([seed, 3]), np.random.default_rng([seed, 4])
         hist: dict[str, list[float]] = {k: [] for k in FIG3_METRICS if k != "frac_nonconverged"}
         hist["frac_nonconverged"], hist["train_loss"] = [np.nan], [np.nan]
-        for k, v in _fig3_metrics(method, Xe, ye, gamma).items():
+        for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
             hist[k].append(v)
+        simulates = isinstance(method, DFCMethod) and method.name != "DFC-SSA"
         for ep in range(E):
-            n_nc, losses = 0, []
-            for idx in _batches(n_tr, bs, rng):
-                out = method.train_step(X[idx], Y[idx])
-                n_nc += int(out.get("n_nonconverged", 0))
-                losses.append(float(out["loss"]))
-            if tr.get("extra_sleep_mode", "minibatch") == "epoch":
-                for _ in range(int(tr.get("extra_sleep", 0))):
-                    for idx in _batches(n_tr, bs, rng):
-                        method.feedback_step(X[idx])
-            hist["frac_nonconverged"].append(
-                n_nc / n_tr if isinstance(method, DFCMethod) and method.name != "DFC-SSA" else np.nan
-            )
-            hist["train_loss"].append(float(np.mean(losses)))
-            for k, v in _fig3_metrics(method, Xe, ye, gamma).items():
+            out = train_epoch(method, X, Y, rng_fwd, rng_sleep)
+            hist["frac_nonconverged"].append(out["n_nonconverged"] / n_tr if simulates else np.nan)
+            hist["train_loss"].append(out["loss"])
+            for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
                 hist[k].append(v)
             if progress:
                 print(
-                    f"{name}: epoch {ep + 1}/{E} test loss {hist['test_loss'][-1]:.4g} "
-                    f"angle GN {hist['angle_GN'][-1]:.1f}",
+                    f"{name}: epoch {ep + 1}/{E} test loss {hist['test_loss_full'][-1]:.4g} "
+                    f"angle GN {hist['angle_GN'][-1]:.1f} ({time.perf_counter() - t0:.0f} s)",
                     flush=True,
                 )
         walls[name] = time.perf_counter() - t0
@@ -476,100 +582,141 @@ def fig3(
         "config": {
             "epochs": E,
             "n_train": n_tr,
+            "n_test": n_test,
             "tmax": T,
             "n_eval": n_eval,
             "seed": seed,
             "quick": quick,
-            "include_nonconverged": include_nonconverged,
-            "y_scale": y_scale,
-            "gamma": "alpha (0.0015)",
+            "gn_damping": gammas,
             "configs": used_cfgs,
         },
     }
 
 
 # ----------------------------------------------------------------------------- Figs. S2-S4
+_FB_SHORT = {"analysis.gn_damping": "gamma", "sleep.alpha_fb": "alpha_fb", "sleep.k_p_fb": "k_p_fb"}
+
+
+def feedback_curves(cfg: Mapping[str, Any], figure: str) -> list[tuple[str, float, dict[str, Any]]]:
+    """The runs of one figure of a ``figS2_S4_*`` config: ``(label, value, config)`` per curve.
+
+    ``cfg['curves'][figure]`` holds ``vary`` (a dotted key, e.g. ``sleep.alpha_fb``),
+    ``values`` and per-section overrides (``sleep``, ``analysis``, ...); each curve is the
+    config with the overrides applied and ``vary`` set to one value (``curves`` removed).
+    """
+    curves = cfg.get("curves")
+    if not isinstance(curves, Mapping) or figure not in curves:
+        have = sorted(curves) if isinstance(curves, Mapping) else []
+        raise ConfigError(f"config {cfg.get('name')!r} has no curves.{figure} (has: {have})")
+    spec = curves[figure]
+    vary = spec.get("vary")
+    if not isinstance(vary, str) or vary.count(".") != 1:
+        raise ConfigError(f"curves.{figure}.vary must be a dotted key 'section.field', got {vary!r}")
+    section, field = vary.split(".")
+    values = spec.get("values")
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"curves.{figure}.values must be a non-empty list, got {values!r}")
+    base = copy.deepcopy({k: v for k, v in cfg.items() if k != "curves"})
+    for sec, over in spec.items():
+        if sec in ("vary", "values"):
+            continue
+        if not isinstance(over, Mapping):
+            raise ConfigError(f"curves.{figure}.{sec} must be a mapping of overrides, got {over!r}")
+        base.setdefault(sec, {}).update(over)
+    out = []
+    for v in values:
+        c = copy.deepcopy(base)
+        c.setdefault(section, {})[field] = v
+        out.append((f"{_FB_SHORT.get(vary, field)}={float(v):g}", float(v), c))
+    return out
+
+
 def feedback_learning(
     quick: bool = True,
-    gammas: Sequence[float] = FB_GAMMAS,
-    alpha_fb_list: Sequence[float] = (0.1, 0.25, 1.0),
-    kp_fb_list: Sequence[float] = (0.0, 0.1, 0.5),
-    iterations: int | None = None,
+    figures: Sequence[str] = FB_FIGURES,
+    variants: Sequence[str] = ("tanh", "linear"),
+    epochs: int | None = None,
     seed: int = 0,
-    eval_every: int | None = None,
-    batch_size: int = 128,
 ) -> dict[str, Any]:
-    """Figs. S2-S4: feedback learning only; angle of Q to damped pseudo-inverses over iterations.
+    """Figs. S2-S4: feedback learning only; angle of Q to damped pseudo-inverses per epoch.
 
-    A 20-10-5 student (tanh hidden, linear output; forward weights frozen at their
-    xavier-normal initialisation, Q random with :math:`Q_L = I`) runs sleep phases only
-    (batched engine; the sleep parameters and the feedback optimiser of
-    ``models/toy/fig3_dfc.yaml``: ``sigma = 0.01``, ``dt_fb = 0.002``, ``T_fb = 50``,
-    ``tcr_fb = 0.01``, ``tau_A = 0.3``, Adam lr 1e-3, weight decay 0.025). One iteration is one
-    sleep phase on a minibatch of student-teacher inputs followed by one Adam step on Q.
+    Settings of ``models/toy/figS2_S4_<variant>.yaml`` (the authors' ``configs_figC2C3``):
+    student 20-10-5, hidden layer tanh or linear, linear output, forward weights frozen at
+    their xavier-normal initialisation, Q xavier-normal; ``training.epochs_fb`` = 25 sleep-only
+    epochs over the 5000 student-teacher training inputs, minibatches of 128, SGD lr 0.1
+    (``lr_fb_pretrain``), weight decay 0.01, joint clip 1; sleep phase T_fb = 300 steps of
+    dt_fb 0.001, tcr_fb 0.005, tau_A 0.3, sigma 0.01. The curves of each figure are the
+    config's ``curves`` section (:func:`feedback_curves`): S2 varies the damping gamma of the
+    reference :math:`J^T (J J^T + \\gamma I)^{-1}` (alpha_fb 0.5, k_p_fb 0), S3 varies alpha_fb
+    (k_p_fb 0.3, gamma 5), S4 varies k_p_fb (alpha_fb 0.1, gamma 5).
 
-    Runs (``alpha_fb``, ``k_p_fb``): the base (0.25, 0.1) of Fig. 3; every ``alpha_fb`` in
-    ``alpha_fb_list`` with ``k_p_fb = 0.1``; every ``k_p_fb`` in ``kp_fb_list`` with
-    ``alpha_fb = 0.25`` (duplicates are run once). Every ``eval_every`` iterations, the mean
-    over a fixed batch of 64 inputs of the angle between Q and
-    :math:`J^T (J J^T + \\gamma I)^{-1}` is recorded for each ``gamma`` (plus ``J^T`` itself).
+    Curves whose configs differ only in ``analysis`` (all of S2) share one training run (same
+    seed, hence the same noise and minibatches). Before training and after each epoch the mean
+    over 128 fixed test inputs of the angle between Q (all layers) and the curve's reference is
+    recorded.
 
-    Quick: 30 iterations of 32 samples. Full: 3000 iterations of 128.
+    Quick: 2 epochs on 256 inputs, angle over 32 test inputs.
 
     Returns
     -------
     dict
-        ``iterations`` (K,), ``gammas`` (G,), ``runs``: label -> {``angle`` (K, G),
-        ``angle_JT`` (K,), ``alpha_fb``, ``k_p_fb``}, ``labels`` (list), ``wall_s``, ``config``.
+        ``epochs`` (E + 1,); ``panels``: figure -> variant -> {``labels`` (list), ``values``
+        (C,), ``gamma`` (C,), ``angle`` (C, E + 1) degrees}; ``n_runs`` and ``wall_s`` per
+        variant; ``config``.
     """
-    n_it = (30 if quick else 3000) if iterations is None else int(iterations)
-    every = (5 if quick else 50) if eval_every is None else int(eval_every)
-    bs = 32 if quick else int(batch_size)
-    data = student_teacher(FB_SIZES[0], FB_SIZES[-1], seed=seed, n_train=2000, n_val=1, n_test=64)
-    Xe = data.test.X
-    gam = np.asarray(gammas, dtype=np.float64)
-    base = load_config(FIG3_CONFIGS["DFC"])["sleep"]
-    settings: list[tuple[float, float]] = [(base["alpha_fb"], base["k_p_fb"])]
-    settings += [(float(a), base["k_p_fb"]) for a in alpha_fb_list]
-    settings += [(base["alpha_fb"], float(k)) for k in kp_fb_list]
-    settings = list(dict.fromkeys(settings))
-    runs: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    iters = np.arange(0, n_it + 1, every)
-    for a_fb, kp_fb in settings:
-        cfg = _toy_cfg(FB_SIZES)
-        cfg["sleep"].update(alpha_fb=a_fb, k_p_fb=kp_fb)
-        method = make_method(cfg, seed)
-        spec = method.params.network
-        rng = np.random.default_rng([seed, 7])
-        ang, ang_jt = [], []
-        for it in range(n_it + 1):
-            if it > 0:
-                idx = rng.integers(0, len(data.train.X), size=bs)
-                method.pretrain_feedback_step(data.train.X[idx])
-            if it % every == 0:
-                ang.append([theory.angle_Q_damped_pinv(method.weights, spec, Xe, g) for g in gam])
-                ang_jt.append(theory.angle_Q_JT(method.weights, spec, Xe))
-        label = f"alpha_fb={a_fb:g}, k_p_fb={kp_fb:g}"
-        runs[label] = {
-            "angle": np.asarray(ang),
-            "angle_JT": np.asarray(ang_jt),
-            "alpha_fb": a_fb,
-            "k_p_fb": kp_fb,
-        }
+    unknown = [v for v in variants if v not in FB_CONFIGS]
+    if unknown:
+        raise ConfigError(f"unknown Fig. S2-S4 variant(s) {unknown}; choose from {list(FB_CONFIGS)}")
+    panels: dict[str, dict[str, Any]] = {f: {} for f in figures}
+    n_runs: dict[str, int] = {}
+    walls: dict[str, float] = {}
+    cfgs: dict[str, Any] = {}
+    E = 0
+    for variant in variants:
+        cfg = copy.deepcopy(load_config(FB_CONFIGS[variant]))
+        cfgs[variant] = cfg
+        d = cfg["data"]
+        n_tr = 256 if quick else int(d.get("n_train", 5000))
+        n_ev = 32 if quick else FB_N_EVAL
+        data = student_teacher(int(d["n_in"]), int(d["n_out"]), seed=seed, n_train=n_tr, n_val=1, n_test=n_ev)
+        E = (2 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs is None else int(epochs)
+        cache: dict[str, tuple[Any, Any, list[list[np.ndarray]]]] = {}
+        t0 = time.perf_counter()
+        for fig in figures:
+            labels, values, gams, angles = [], [], [], []
+            for label, value, c in feedback_curves(cfg, fig):
+                gamma = _gn_damping(c)
+                if gamma is None:
+                    raise ConfigError(f"{FB_CONFIGS[variant]}: curves.{fig} has no analysis.gn_damping")
+                key = json.dumps(
+                    {k: v for k, v in c.items() if k not in ("analysis", "name")}, sort_keys=True
+                )
+                if key not in cache:
+                    method = make_method(c, seed)
+                    rng = np.random.default_rng([seed, 2])
+                    snaps = [[q.copy() for q in method.weights.Q]]
+                    for _ in range(E):
+                        pretrain_feedback(method, data.train.X, 1, rng)
+                        snaps.append([q.copy() for q in method.weights.Q])
+                    cache[key] = (method.params.network, method.weights, snaps)
+                spec, w, snaps = cache[key]
+                ang = [theory.angle_Q_damped_pinv(w, spec, data.test.X, gamma, Q=q) for q in snaps]
+                labels.append(label)
+                values.append(value)
+                gams.append(gamma)
+                angles.append(ang)
+            panels[fig][variant] = {
+                "labels": labels,
+                "values": np.asarray(values),
+                "gamma": np.asarray(gams),
+                "angle": np.asarray(angles, dtype=np.float64),
+            }
+        n_runs[variant] = len(cache)
+        walls[variant] = time.perf_counter() - t0
     return {
-        "iterations": iters,
-        "gammas": gam,
-        "labels": list(runs),
-        "runs": runs,
-        "wall_s": time.perf_counter() - t0,
-        "config": {
-            "sizes": FB_SIZES,
-            "iterations": n_it,
-            "batch_size": bs,
-            "eval_every": every,
-            "seed": seed,
-            "quick": quick,
-            "base_sleep": base,
-        },
+        "epochs": np.arange(E + 1),
+        "panels": panels,
+        "n_runs": n_runs,
+        "wall_s": walls,
+        "config": {"epochs": E, "seed": seed, "quick": quick, "figures": list(figures), "configs": cfgs},
     }

@@ -1,4 +1,4 @@
-"""Figure functions: compartment traces, controller (Fig. 1D), Fig. 2, training curves (Fig. 3).
+"""Figure functions: compartments, controller (Fig. 1D), Fig. 2, training curves (Fig. 3), Figs. S2-S4.
 
 Each function builds a :class:`matplotlib.figure.Figure` without pyplot (safe with the Agg
 backend, no global figure state) and returns it; save with ``fig.savefig(path)``. Time is
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from dfc_brian.analysis.fig2 import Fig2Result
 
-__all__ = ["plot_compartments", "plot_controller", "plot_fig2", "plot_training_curves"]
+__all__ = ["plot_angle_panels", "plot_compartments", "plot_controller", "plot_fig2", "plot_training_curves"]
 
 
 def _as_samples(a: np.ndarray) -> np.ndarray:
@@ -185,4 +185,42 @@ def plot_training_curves(
     handles, labels = list(legend.values()), list(legend)
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
+    return fig
+
+
+def plot_angle_panels(
+    x: np.ndarray,
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    ylabel: str,
+    xlabel: str = "epoch",
+    title: str | None = None,
+) -> Figure:
+    """Figs. S2-S4: one panel per network variant, one line per curve, shared y axis.
+
+    Parameters
+    ----------
+    x : ndarray (K,)
+        X values (e.g. sleep-only epochs 0..E).
+    panels : dict panel title -> dict curve label -> ndarray (K,)
+        Curves are drawn in their order with a sequential colour map (they are ordered by the
+        varied parameter).
+    ylabel, xlabel, title : str
+    """
+    from matplotlib import colormaps
+
+    names = list(panels)
+    fig = Figure(figsize=(3.4 * max(len(names), 1), 2.8), layout="constrained")
+    axes = fig.subplots(1, max(len(names), 1), sharey=True, squeeze=False)[0]
+    cmap = colormaps["viridis"]
+    for ax, name in zip(axes, names, strict=True):
+        curves = panels[name]
+        n = max(len(curves) - 1, 1)
+        for k, (label, y) in enumerate(curves.items()):
+            ax.plot(x, np.asarray(y, dtype=np.float64), color=cmap(0.9 * k / n), label=label)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
     return fig
