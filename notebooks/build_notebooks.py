@@ -133,9 +133,15 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", SETUP),
         (
             "code",
-            "from dfc_brian.experiments.toy import FIG3_METHODS, fig3, save\n\n"
+            "from dfc_brian.experiments.toy import FIG3_METHODS, fig3, load_fig3, merge_fig3, save\n\n"
             "EPOCHS = None if QUICK else int(os.environ.get('DFC_FIG3_EPOCHS', '300'))\n"
-            "res = fig3(FIG3_METHODS, epochs=EPOCHS, quick=QUICK, seed=0, progress=not QUICK)\n"
+            "# DFC_FIG3_PARTS=folder: join parts run in parallel processes with\n"
+            "#   python -m dfc_brian.experiments.toy fig3 --methods ... --out folder/part --checkpoint-dir ...\n"
+            "PARTS = None if QUICK else os.environ.get('DFC_FIG3_PARTS')\n"
+            "if PARTS:\n"
+            "    res = merge_fig3([load_fig3(p.with_suffix('')) for p in sorted(Path(PARTS).glob('*.npz'))])\n"
+            "else:\n"
+            "    res = fig3(FIG3_METHODS, epochs=EPOCHS, quick=QUICK, seed=0, progress=not QUICK)\n"
             "save(res, OUT / 'fig3_toy_training')\n"
             "print({k: round(v, 1) for k, v in res['wall_s'].items()})",
         ),

@@ -136,3 +136,35 @@ def test_compartments_records_every_layer(quick):
     # the apical input is visible in the controlled phase and small (noise) in the sleep phase
     assert np.abs(res["controlled"]["v_apical.layer3"][-1]).max() > 0.05
     assert np.abs(res["sleep"]["v_apical.layer3"]).max() < 0.1
+
+
+@authors_configs
+def test_fig3_checkpoint_resume_is_identical_and_parts_merge(tmp_path):
+    methods = ("DFC-SS", "DFA")
+    kw = dict(quick=True, seed=1, n_train=64, tmax=60)
+    full = toy.fig3(methods, epochs=2, **kw)
+    # one epoch, then a second call from the checkpoint
+    toy.fig3(methods, epochs=1, checkpoint_dir=tmp_path, **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dfa.ckpt.npz", "dfc_ss.ckpt.npz"]
+    resumed = toy.fig3(methods, epochs=2, checkpoint_dir=tmp_path, **kw)
+    for m in methods:
+        for k, v in full["metrics"][m].items():
+            np.testing.assert_array_equal(resumed["metrics"][m][k], v, err_msg=f"{m} {k}")
+    # a checkpoint of another run is refused
+    with pytest.raises(ConfigError, match="another Fig. 3 run"):
+        toy.fig3(methods, epochs=2, checkpoint_dir=tmp_path, **dict(kw, n_train=32))
+    # parts run separately join to the whole
+    a = toy.fig3(methods[:1], epochs=2, **kw)
+    b = toy.fig3(methods[1:], epochs=2, **kw)
+    toy.save(b, tmp_path / "part_b")
+    b = toy.load_fig3(tmp_path / "part_b")
+    merged = toy.merge_fig3([a, b])
+    assert merged["methods"] == list(methods)
+    for m in methods:
+        np.testing.assert_array_equal(
+            merged["metrics"][m]["test_loss_full"], full["metrics"][m]["test_loss_full"]
+        )
+    with pytest.raises(ConfigError, match="appears in two parts"):
+        toy.merge_fig3([a, a])
+    with pytest.raises(ConfigError, match="differ"):
+        toy.merge_fig3([a, toy.fig3(methods[1:], epochs=1, **kw)])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from dfc_brian.engines.baselines import dfa_gradient
 from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
+from dfc_brian.experiments.results import array_json, json_array, load_checkpoint, save_checkpoint
 from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
@@ -473,6 +475,7 @@ def fig3(
     n_train: int | None = None,
     tmax: int | None = None,
     progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fig. 3: student-teacher training with the batched engine, metrics per epoch.
 
@@ -514,6 +517,10 @@ def fig3(
     quick : tiny setting for tests: 256 training samples, 128 test samples, ``T = 200``,
         1 pre-training epoch.
     n_train, tmax : override the training set size and the controlled-phase length T.
+    checkpoint_dir : optional folder; each method's state (weights, optimiser moments, noise and
+        minibatch generators, metric history, wall time) is written there after pre-training
+        and after every epoch (``<method>.ckpt.npz``, atomic), and a later call with the same
+        arguments resumes from it to the identical result.
 
     Returns
     -------
@@ -553,14 +560,38 @@ def fig3(
         used_cfgs[name], gammas[name] = cfg, gamma
         method = make_method(cfg, seed)
         t0 = time.perf_counter()
-        pretrain_feedback(method, X, int(method.training["epochs_fb"]), np.random.default_rng([seed, 2]))
         rng_fwd, rng_sleep = np.random.default_rng([seed, 3]), np.random.default_rng([seed, 4])
-        hist: dict[str, list[float]] = {k: [] for k in FIG3_METRICS if k != "frac_nonconverged"}
-        hist["frac_nonconverged"], hist["train_loss"] = [np.nan], [np.nan]
-        for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
-            hist[k].append(v)
+        ckpt, run_id = None, {}
+        if checkpoint_dir is not None:
+            ckpt = Path(checkpoint_dir) / f"{_slug(name)}.ckpt.npz"
+            run_id = {"method": name, "seed": seed, "n_train": n_tr, "tmax": T, "config": cfg}
+        hist: dict[str, list[float]] = {}
+        wall0 = 0.0
+        if ckpt is not None and ckpt.exists():
+            st = load_checkpoint(ckpt)
+            if array_json(st["run_id"]) != array_json(json_array(run_id)):
+                raise ConfigError(f"{ckpt} belongs to another Fig. 3 run; remove it or use another folder")
+            method.load_state_dict(
+                {
+                    k[7:]: (v[()] if v.ndim == 0 and v.dtype.kind == "U" else v)
+                    for k, v in st.items()
+                    if k.startswith("method/")
+                }
+            )
+            rng_fwd.bit_generator.state = array_json(st["rng_fwd"])
+            rng_sleep.bit_generator.state = array_json(st["rng_sleep"])
+            hist = {k: list(v) for k, v in array_json(st["hist"]).items()}
+            wall0 = float(st["wall_s"])
+        else:
+            pretrain_feedback(method, X, int(method.training["epochs_fb"]), np.random.default_rng([seed, 2]))
+            hist = {k: [] for k in FIG3_METRICS if k != "frac_nonconverged"}
+            hist["frac_nonconverged"], hist["train_loss"] = [np.nan], [np.nan]
+            for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
+                hist[k].append(v)
+
+        _fig3_checkpoint(ckpt, method, run_id, rng_fwd, rng_sleep, hist, wall0 + time.perf_counter() - t0)
         simulates = isinstance(method, DFCMethod) and method.name != "DFC-SSA"
-        for ep in range(E):
+        for ep in range(len(hist["train_loss"]) - 1, E):
             out = train_epoch(method, X, Y, rng_fwd, rng_sleep)
             hist["frac_nonconverged"].append(out["n_nonconverged"] / n_tr if simulates else np.nan)
             hist["train_loss"].append(out["loss"])
@@ -572,8 +603,9 @@ def fig3(
                     f"angle GN {hist['angle_GN'][-1]:.1f} ({time.perf_counter() - t0:.0f} s)",
                     flush=True,
                 )
-        walls[name] = time.perf_counter() - t0
-        metrics[name] = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
+            _fig3_checkpoint(ckpt, method, run_id, rng_fwd, rng_sleep, hist, wall0 + time.perf_counter() - t0)
+        walls[name] = wall0 + time.perf_counter() - t0
+        metrics[name] = {k: np.asarray(v, dtype=np.float64)[: E + 1] for k, v in hist.items()}
     return {
         "epochs": np.arange(E + 1),
         "methods": list(methods),
@@ -591,6 +623,83 @@ def fig3(
             "configs": used_cfgs,
         },
     }
+
+
+def _fig3_checkpoint(
+    ckpt: Path | None,
+    method: Method,
+    run_id: Mapping[str, Any],
+    rng_fwd: np.random.Generator,
+    rng_sleep: np.random.Generator,
+    hist: Mapping[str, Sequence[float]],
+    wall_s: float,
+) -> None:
+    """Write one Fig. 3 method's resumable state (atomic); nothing if ``ckpt`` is None."""
+    if ckpt is None:
+        return
+    arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
+    arrays.update(
+        run_id=json_array(run_id),
+        rng_fwd=json_array(rng_fwd.bit_generator.state),
+        rng_sleep=json_array(rng_sleep.bit_generator.state),
+        hist=json_array({k: [float(x) for x in v] for k, v in hist.items()}),
+        wall_s=np.array(wall_s),
+    )
+    save_checkpoint(ckpt, arrays)
+
+
+def load_fig3(stem: str | Path) -> dict[str, Any]:
+    """Read a :func:`fig3` result written by :func:`save` back into :func:`fig3`'s layout."""
+    arrays, meta = load(stem)
+    metrics: dict[str, dict[str, np.ndarray]] = {m: {} for m in meta["methods"]}
+    for key, arr in arrays.items():
+        if key.startswith("metrics."):
+            for m in meta["methods"]:
+                if key.startswith(f"metrics.{m}."):
+                    metrics[m][key[len(f"metrics.{m}.") :]] = arr
+    return {
+        "epochs": arrays["epochs"],
+        "methods": list(meta["methods"]),
+        "metrics": metrics,
+        "wall_s": meta["wall_s"],
+        "config": meta["config"],
+    }
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" (fixed)", "_fixed").replace("-", "_")
+
+
+def merge_fig3(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Join :func:`fig3` results of disjoint method subsets (e.g. run in parallel processes).
+
+    Every part must have the same epochs and data settings; the methods keep the order of the
+    parts. Raises ConfigError if the settings differ or a method appears twice.
+    """
+    if not parts:
+        raise ConfigError("merge_fig3 needs at least one part")
+    keys = ("epochs", "n_train", "n_test", "tmax", "n_eval", "seed", "quick")
+    ref = {k: parts[0]["config"][k] for k in keys}
+    out: dict[str, Any] = {
+        "epochs": np.asarray(parts[0]["epochs"]),
+        "methods": [],
+        "metrics": {},
+        "wall_s": {},
+        "config": dict(ref, gn_damping={}, configs={}),
+    }
+    for p in parts:
+        got = {k: p["config"][k] for k in keys}
+        if got != ref:
+            raise ConfigError(f"merge_fig3: parts differ in their settings: {got} vs {ref}")
+        for m in p["methods"]:
+            if m in out["metrics"]:
+                raise ConfigError(f"merge_fig3: method {m!r} appears in two parts")
+            out["methods"].append(m)
+            out["metrics"][m] = p["metrics"][m]
+            out["wall_s"][m] = p["wall_s"][m]
+            out["config"]["gn_damping"][m] = p["config"]["gn_damping"][m]
+            out["config"]["configs"][m] = p["config"]["configs"][m]
+    return out
 
 
 # ----------------------------------------------------------------------------- Figs. S2-S4
@@ -720,3 +829,44 @@ def feedback_learning(
         "wall_s": walls,
         "config": {"epochs": E, "seed": seed, "quick": quick, "figures": list(figures), "configs": cfgs},
     }
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dfc_brian.experiments.toy fig3 --methods DFC DFC-SS --out STEM [--checkpoint-dir D]``.
+
+    Runs a subset of the Fig. 3 methods at full size (one process per subset, so that the
+    300-epoch figure can use several cores) and saves it with :func:`save`; resumable through
+    ``--checkpoint-dir``. The notebook joins the parts with :func:`merge_fig3`
+    (``DFC_FIG3_PARTS=dir``).
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dfc_brian.experiments.toy")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f3 = sub.add_parser("fig3", help="run Fig. 3 methods at full size")
+    f3.add_argument("--methods", nargs="+", default=list(FIG3_METHODS), help=f"from {list(FIG3_CONFIGS)}")
+    f3.add_argument("--epochs", type=int, default=None, help="default: the configs' 300")
+    f3.add_argument("--seed", type=int, default=0)
+    f3.add_argument("--out", required=True, help="output stem (writes STEM.npz and STEM.json)")
+    f3.add_argument("--checkpoint-dir", default=None, help="resumable per-method checkpoints")
+    args = ap.parse_args(argv)
+    try:
+        res = fig3(
+            args.methods,
+            epochs=args.epochs,
+            quick=False,
+            seed=args.seed,
+            progress=True,
+            checkpoint_dir=args.checkpoint_dir,
+        )
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    save(res, args.out)
+    print(f"wrote {args.out}.npz/.json; wall times {res['wall_s']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
