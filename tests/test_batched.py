@@ -228,7 +228,9 @@ def test_sleep_phase_matches_reference_with_explicit_noise(proactive, sigma_out)
     assert np.abs(res.u).max() > 1e-3
     if sigma_out == 0.0:  # Q_L u reaches v_A^L, but no noise: it is the noiseless filter of Q_L u
         vA = res.v_apical[-1]
-        filt = vA[:, :-1] + 0.01 / 0.2 * (-vA[:, :-1] + (res.u[:, 1:] if proactive else res.u[:, :-1]) @ w.Q[-1].T)
+        filt = vA[:, :-1] + 0.01 / 0.2 * (
+            -vA[:, :-1] + (res.u[:, 1:] if proactive else res.u[:, :-1]) @ w.Q[-1].T
+        )
         np.testing.assert_allclose(vA[:, 1:], filt, rtol=0, atol=1e-12)
 
 
@@ -531,9 +533,10 @@ def test_sleep_passes_per_train_step():
     m.pretrain_feedback_step(X)
     assert m.n_sleep == 4 and m.fb_pre_opt.t == 1 and m.fb_opt.t == 3
     e = make_method(_method_cfg("DFC-SS", "trained", extra_sleep_mode="epoch"), seed=0)
-    e.train_step(X, y)
+    e.train_step(X, y)  # epoch mode (the authors' order): the forward step never sleeps
+    assert e.n_sleep == 0 and e.fb_opt.t == 0
     e.feedback_step(X)
-    assert e.n_sleep == 2 and e.fb_opt.t == 2
+    assert e.n_sleep == 1 and e.fb_opt.t == 1
     f = make_method(_method_cfg("DFC-SS", "fixed"), seed=0)
     f.train_step(X, y)
     assert f.n_sleep == 0 and f.pretrain_feedback_step(X) == {}

@@ -185,11 +185,56 @@ def test_extra_sleep_epochs(tmp_path):
         return made[-1]
 
     T.train(st_cfg(2), 0, tmp_path / "a", progress=False, method_factory=factory)
-    assert made[0].n_fb == 2 * 4  # 1 extra sleep epoch of 4 batches after each of 2 epochs
+    assert made[0].n_fb == 2 * 2 * 4  # per epoch: 1 sleep epoch + 1 extra sleep epoch, 4 batches each
     cfg = st_cfg(2)
     cfg["training"]["extra_sleep_mode"] = "minibatch"
     T.train(cfg, 0, tmp_path / "b", progress=False, method_factory=factory)
     assert not hasattr(made[1], "n_fb")
+
+
+class LoggingMethod(FakeMethod):
+    """FakeMethod that logs the order of its calls and the rows of X each call sees."""
+
+    def __init__(self, cfg: dict, seed: int) -> None:
+        super().__init__(cfg, seed)
+        self.log: list[tuple[str, np.ndarray]] = []
+
+    def feedback_step(self, X: np.ndarray) -> dict:
+        self.log.append(("sleep", X[:, 0].copy()))
+        return super().feedback_step(X)
+
+    def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
+        self.log.append(("train", X[:, 0].copy()))
+        out = super().train_step(X, y)
+        out["n_nonconverged"] = 2
+        return out
+
+
+def test_epoch_order_is_the_authors(tmp_path):
+    """extra_sleep_mode epoch: per epoch a whole sleep-only epoch, a whole forward epoch, then
+    extra_sleep whole sleep-only epochs; each pass in its own shuffled order."""
+    made = []
+
+    def factory(cfg, seed):
+        made.append(LoggingMethod(cfg, seed))
+        return made[-1]
+
+    cfg = st_cfg(2)
+    cfg["training"]["extra_sleep"] = 2
+    T.train(cfg, 0, tmp_path / "a", progress=False, method_factory=factory)
+    log = made[0].log
+    kinds = [k for k, _ in log]
+    nb = 4  # 100 samples, batch 32
+    epoch = ["sleep"] * nb + ["train"] * nb + ["sleep"] * (2 * nb)
+    assert kinds == epoch * 2
+    passes = [np.concatenate([x for _, x in log[j * nb : (j + 1) * nb]]) for j in range(len(log) // nb)]
+    assert len(passes[0]) == 100 and len(np.unique(passes[0])) == 100
+    for p in passes:  # every pass visits every training sample once
+        np.testing.assert_array_equal(np.sort(p), np.sort(passes[0]))
+    assert not np.array_equal(passes[0], passes[1]) and not np.array_equal(passes[2], passes[3])
+    hist = load_npz(tmp_path / "a" / RESULTS_NPZ)
+    np.testing.assert_array_equal(hist["history/step/n_nonconverged_epoch"][1:], [2 * nb, 2 * nb])
+    assert np.isnan(hist["history/step/n_nonconverged_epoch"][0])
 
 
 def test_max_batches_and_existing_run_and_changed_config(tmp_path):

@@ -651,10 +651,10 @@ class BatchedDFC:
         signal and averages the T-1 pairs:
 
         .. math::
-            \Delta Q_i = -\frac{1}{\tilde\sigma^2}\,\frac{1}{B (T-1)}\sum_b\sum_{t=0}^{T-2}
-                v^A_i[t]\, u[t+1]^T - \beta Q_i, \qquad \tilde\sigma = \max(\sigma, 0.01)
+            \\Delta Q_i = -\\frac{1}{\\tilde\\sigma^2}\\,\\frac{1}{B (T-1)}\\sum_b\\sum_{t=0}^{T-2}
+                v^A_i[t]\\, u[t+1]^T - \\beta Q_i, \\qquad \\tilde\\sigma = \\max(\\sigma, 0.01)
 
-        :math:`\tilde\sigma` uses the hidden layers' ``sigma`` for every layer, the output
+        :math:`\\tilde\\sigma` uses the hidden layers' ``sigma`` for every layer, the output
         layer included, whatever ``sigma_output_fb`` is (as the authors' code).
 
         Parameters
