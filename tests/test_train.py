@@ -159,7 +159,7 @@ def test_resume_gives_identical_result(tmp_path):
 
 def test_killed_run_resumes_to_identical_result(tmp_path):
     T.train(st_cfg(3), 1, tmp_path / "full", progress=False, method_factory=fake_factory)
-    FakeMethod.crash_after = 9  # 4 batches per epoch: dies inside epoch 3
+    FakeMethod.crash_after = 9  # 4 batches per epoch: dies inside epoch 3, after its sleep epoch
     try:
         with pytest.raises(KeyboardInterrupt):
             T.train(st_cfg(3), 1, tmp_path / "killed", progress=False, method_factory=fake_factory)
@@ -464,18 +464,23 @@ def test_cli_parser_has_demo_and_options():
     assert (args.seed, args.resume, args.max_batches, args.epochs) == (3, True, 5, None)
 
 
-def test_dfc_integration_resume(tmp_path):
-    """The real DFC method (sleep noise, Adam on Q, extra sleep epochs) also resumes exactly."""
+@pytest.mark.parametrize("mode", ["minibatch", "epoch"])
+def test_dfc_integration_resume(tmp_path, mode):
+    """The real DFC method (sleep noise, optimiser on Q, extra sleep epochs) also resumes exactly,
+    in both sleep orders (epoch: the authors' sleep epoch, forward epoch, extra sleep epochs)."""
     methods = pytest.importorskip("dfc_brian.engines.methods")
     from dfc_brian.config import load_config
 
     cfg = load_config("toy/fig3_dfc")
     cfg["controller"]["tmax"] = 50
     cfg["data"].update(n_train=64, n_val=16, n_test=16)
-    cfg["training"].update(epochs=2, epochs_fb=1, batch_size=32)
+    cfg["training"].update(epochs=2, epochs_fb=1, batch_size=32, extra_sleep_mode=mode)
+    cfg.setdefault("convergence", {})["include_nonconverged"] = True  # T = 50: let W move too
     T.train(cfg, 0, tmp_path / "a", progress=False, method_factory=methods.make_method)
     cfg1 = {**cfg, "training": {**cfg["training"], "epochs": 1}}
     T.train(cfg1, 0, tmp_path / "b", progress=False, method_factory=methods.make_method)
     T.train(cfg, 0, tmp_path / "b", resume=True, progress=False, method_factory=methods.make_method)
     assert_same_run(tmp_path / "a", tmp_path / "b")
-    assert "history/sleep/sleep_dQ_norm" in load_npz(tmp_path / "a" / RESULTS_NPZ)
+    res = load_npz(tmp_path / "a" / RESULTS_NPZ)
+    assert f"history/{'sleep' if mode == 'epoch' else 'step'}/sleep_dQ_norm" in res
+    assert res["history/train_loss"][2] != res["history/train_loss"][1]  # the run does train
