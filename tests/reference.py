@@ -43,7 +43,8 @@ def simulate(
     """Return per-step states of one sample: dict of lists over t of per-layer arrays.
 
     tau_A None: forward phase (v_A = Q u exactly). Otherwise the apical low-pass filter with
-    noise: v_A += dt/tau_A (-v_A + Q u) + sigma sqrt(dt)/tau_A xi[t][i].
+    noise: v_A += dt/tau_A (-v_A + Q u) + sigma_i sqrt(dt)/tau_A xi[t][i], where sigma is one
+    number for every layer or a list with one std per layer.
     """
     L = len(W)
     v, vB, vA, r = [], [], [], []
@@ -85,7 +86,9 @@ def simulate(
             if tau_A is None:
                 vA[i] = Q[i] @ u_fb
             else:
-                vA[i] = vA[i] + dt / tau_A * (-vA[i] + Q[i] @ u_fb) + sigma * np.sqrt(dt) / tau_A * xi[t][i]
+                s_i = sigma[i] if isinstance(sigma, (list, tuple)) else sigma
+                noise = 0.0 if s_i == 0 else s_i * np.sqrt(dt) / tau_A * xi[t][i]
+                vA[i] = vA[i] + dt / tau_A * (-vA[i] + Q[i] @ u_fb) + noise
             v[i] = v[i] + dt / tcr * (vA[i] + vB[i] - v[i])
             r[i] = phi(acts[i], v[i])
         u_int, u = u_int_new, u_new
@@ -106,3 +109,27 @@ def dfc_update(hist, acts, x):
             dW[i] = dW[i] + np.outer(delta, pre) / T
             db[i] = db[i] + delta / T
     return dW, db
+
+
+def sleep_update(hists, sigma, beta=0.0, Q=None):
+    """Feedback update of the sleep phase from recorded per-sample histories (spec section 2).
+
+    Pairs the apical voltage at t with the control signal at t+1 for t = 0..T-2, averages
+    over those T-1 pairs and over the samples, scales by 1/max(sigma, 0.01)^2 (sigma: the
+    hidden layers' noise std) and subtracts beta Q.
+    """
+    n_samples = len(hists)
+    T = len(hists[0]["u"])
+    L = len(hists[0]["v_apical"][0])
+    scale = 1.0 / max(sigma, 0.01) ** 2
+    dQ = []
+    for i in range(L):
+        acc = 0.0
+        for h in hists:
+            for t in range(T - 1):
+                acc = acc + np.outer(h["v_apical"][t][i], h["u"][t + 1])
+        dQ_i = -scale * acc / (n_samples * (T - 1))
+        if Q is not None:
+            dQ_i = dQ_i - beta * Q[i]
+        dQ.append(dQ_i)
+    return dQ

@@ -175,8 +175,8 @@ def test_steady_state_update_is_last_step_expression(instantaneous):
 
 
 # ------------------------------------------------------------------ sleep phase
-@pytest.mark.parametrize("proactive", [True, False])
-def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
+@pytest.mark.parametrize("proactive,sigma_out", [(True, None), (False, None), (True, 0.0), (False, 0.02)])
+def test_sleep_phase_matches_reference_with_explicit_noise(proactive, sigma_out):
     sleep = {
         "sigma": 0.05,
         "k_p_fb": 0.3,
@@ -185,6 +185,7 @@ def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
         "tmax_fb": 30,
         "tcr_fb": 0.02,
         "tau_A": 0.2,
+        "sigma_output_fb": sigma_out,
     }
     p, w, X, _ = _setup({"proactive": proactive}, sleep=sleep)
     eng = BatchedDFC(p, w)
@@ -193,7 +194,8 @@ def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
     noise = [rng.normal(size=(T - 1, B, n)) for n in SIZES[1:]]
     res = eng.sleep_phase(X, record=True, noise=noise, beta=0.1)
     r_ff = eng.feedforward(X)[1][-1]
-    S = [np.zeros_like(q) for q in w.Q]
+    sig = [0.05, 0.05, 0.05 if sigma_out is None else sigma_out]
+    hists = []
     for b in range(B):
         xi = [[noise[i][t, b] for i in range(3)] for t in range(T - 1)]
         h = ref.simulate(
@@ -209,23 +211,27 @@ def test_sleep_phase_matches_reference_with_explicit_noise(proactive):
             tcr=0.02,
             T=T,
             tau_A=0.2,
-            sigma=0.05,
+            sigma=sig,
             xi=xi,
             proactive=proactive,
         )
+        hists.append(h)
         for key in ("v_soma", "v_apical", "r"):
             for i in range(3):
                 expect = np.array([h[key][t][i] for t in range(T)])
                 np.testing.assert_allclose(getattr(res, key)[i][b], expect, rtol=0, atol=1e-10)
         np.testing.assert_allclose(res.u[b], np.array(h["u"]), rtol=0, atol=1e-10)
-        for i in range(3):
-            S[i] += sum(np.outer(h["v_apical"][t][i], h["u"][t]) for t in range(T))
-    s2 = max(0.05, 0.01) ** 2
+    expect = ref.sleep_update(hists, sigma=0.05, beta=0.1, Q=w.Q)
     for i in range(3):
-        expect = -S[i] / (s2 * B * T) - 0.1 * w.Q[i]
-        np.testing.assert_allclose(res.dQ[i], expect, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(res.dQ[i], expect[i], rtol=0, atol=1e-10)
     # noise drives the controller although the target is the feedforward output
     assert np.abs(res.u).max() > 1e-3
+    if sigma_out == 0.0:  # Q_L u reaches v_A^L, but no noise: it is the noiseless filter of Q_L u
+        vA = res.v_apical[-1]
+        filt = vA[:, :-1] + 0.01 / 0.2 * (
+            -vA[:, :-1] + (res.u[:, 1:] if proactive else res.u[:, :-1]) @ w.Q[-1].T
+        )
+        np.testing.assert_allclose(vA[:, 1:], filt, rtol=0, atol=1e-12)
 
 
 def test_sleep_phase_rng_is_reproducible_and_validated():
@@ -527,9 +533,10 @@ def test_sleep_passes_per_train_step():
     m.pretrain_feedback_step(X)
     assert m.n_sleep == 4 and m.fb_pre_opt.t == 1 and m.fb_opt.t == 3
     e = make_method(_method_cfg("DFC-SS", "trained", extra_sleep_mode="epoch"), seed=0)
-    e.train_step(X, y)
+    e.train_step(X, y)  # epoch mode (the authors' order): the forward step never sleeps
+    assert e.n_sleep == 0 and e.fb_opt.t == 0
     e.feedback_step(X)
-    assert e.n_sleep == 2 and e.fb_opt.t == 2
+    assert e.n_sleep == 1 and e.fb_opt.t == 1
     f = make_method(_method_cfg("DFC-SS", "fixed"), seed=0)
     f.train_step(X, y)
     assert f.n_sleep == 0 and f.pretrain_feedback_step(X) == {}

@@ -159,7 +159,7 @@ def test_resume_gives_identical_result(tmp_path):
 
 def test_killed_run_resumes_to_identical_result(tmp_path):
     T.train(st_cfg(3), 1, tmp_path / "full", progress=False, method_factory=fake_factory)
-    FakeMethod.crash_after = 9  # 4 batches per epoch: dies inside epoch 3
+    FakeMethod.crash_after = 9  # 4 batches per epoch: dies inside epoch 3, after its sleep epoch
     try:
         with pytest.raises(KeyboardInterrupt):
             T.train(st_cfg(3), 1, tmp_path / "killed", progress=False, method_factory=fake_factory)
@@ -185,11 +185,56 @@ def test_extra_sleep_epochs(tmp_path):
         return made[-1]
 
     T.train(st_cfg(2), 0, tmp_path / "a", progress=False, method_factory=factory)
-    assert made[0].n_fb == 2 * 4  # 1 extra sleep epoch of 4 batches after each of 2 epochs
+    assert made[0].n_fb == 2 * 2 * 4  # per epoch: 1 sleep epoch + 1 extra sleep epoch, 4 batches each
     cfg = st_cfg(2)
     cfg["training"]["extra_sleep_mode"] = "minibatch"
     T.train(cfg, 0, tmp_path / "b", progress=False, method_factory=factory)
     assert not hasattr(made[1], "n_fb")
+
+
+class LoggingMethod(FakeMethod):
+    """FakeMethod that logs the order of its calls and the rows of X each call sees."""
+
+    def __init__(self, cfg: dict, seed: int) -> None:
+        super().__init__(cfg, seed)
+        self.log: list[tuple[str, np.ndarray]] = []
+
+    def feedback_step(self, X: np.ndarray) -> dict:
+        self.log.append(("sleep", X[:, 0].copy()))
+        return super().feedback_step(X)
+
+    def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
+        self.log.append(("train", X[:, 0].copy()))
+        out = super().train_step(X, y)
+        out["n_nonconverged"] = 2
+        return out
+
+
+def test_epoch_order_is_the_authors(tmp_path):
+    """extra_sleep_mode epoch: per epoch a whole sleep-only epoch, a whole forward epoch, then
+    extra_sleep whole sleep-only epochs; each pass in its own shuffled order."""
+    made = []
+
+    def factory(cfg, seed):
+        made.append(LoggingMethod(cfg, seed))
+        return made[-1]
+
+    cfg = st_cfg(2)
+    cfg["training"]["extra_sleep"] = 2
+    T.train(cfg, 0, tmp_path / "a", progress=False, method_factory=factory)
+    log = made[0].log
+    kinds = [k for k, _ in log]
+    nb = 4  # 100 samples, batch 32
+    epoch = ["sleep"] * nb + ["train"] * nb + ["sleep"] * (2 * nb)
+    assert kinds == epoch * 2
+    passes = [np.concatenate([x for _, x in log[j * nb : (j + 1) * nb]]) for j in range(len(log) // nb)]
+    assert len(passes[0]) == 100 and len(np.unique(passes[0])) == 100
+    for p in passes:  # every pass visits every training sample once
+        np.testing.assert_array_equal(np.sort(p), np.sort(passes[0]))
+    assert not np.array_equal(passes[0], passes[1]) and not np.array_equal(passes[2], passes[3])
+    hist = load_npz(tmp_path / "a" / RESULTS_NPZ)
+    np.testing.assert_array_equal(hist["history/step/n_nonconverged_epoch"][1:], [2 * nb, 2 * nb])
+    assert np.isnan(hist["history/step/n_nonconverged_epoch"][0])
 
 
 def test_max_batches_and_existing_run_and_changed_config(tmp_path):
@@ -419,18 +464,23 @@ def test_cli_parser_has_demo_and_options():
     assert (args.seed, args.resume, args.max_batches, args.epochs) == (3, True, 5, None)
 
 
-def test_dfc_integration_resume(tmp_path):
-    """The real DFC method (sleep noise, Adam on Q, extra sleep epochs) also resumes exactly."""
+@pytest.mark.parametrize("mode", ["minibatch", "epoch"])
+def test_dfc_integration_resume(tmp_path, mode):
+    """The real DFC method (sleep noise, optimiser on Q, extra sleep epochs) also resumes exactly,
+    in both sleep orders (epoch: the authors' sleep epoch, forward epoch, extra sleep epochs)."""
     methods = pytest.importorskip("dfc_brian.engines.methods")
     from dfc_brian.config import load_config
 
     cfg = load_config("toy/fig3_dfc")
     cfg["controller"]["tmax"] = 50
     cfg["data"].update(n_train=64, n_val=16, n_test=16)
-    cfg["training"].update(epochs=2, epochs_fb=1, batch_size=32)
+    cfg["training"].update(epochs=2, epochs_fb=1, batch_size=32, extra_sleep_mode=mode)
+    cfg.setdefault("convergence", {})["include_nonconverged"] = True  # T = 50: let W move too
     T.train(cfg, 0, tmp_path / "a", progress=False, method_factory=methods.make_method)
     cfg1 = {**cfg, "training": {**cfg["training"], "epochs": 1}}
     T.train(cfg1, 0, tmp_path / "b", progress=False, method_factory=methods.make_method)
     T.train(cfg, 0, tmp_path / "b", resume=True, progress=False, method_factory=methods.make_method)
     assert_same_run(tmp_path / "a", tmp_path / "b")
-    assert "history/sleep/sleep_dQ_norm" in load_npz(tmp_path / "a" / RESULTS_NPZ)
+    res = load_npz(tmp_path / "a" / RESULTS_NPZ)
+    assert f"history/{'sleep' if mode == 'epoch' else 'step'}/sleep_dQ_norm" in res
+    assert res["history/train_loss"][2] != res["history/train_loss"][1]  # the run does train

@@ -10,9 +10,21 @@ BP:
     \\delta_i = \\phi_i'(v_i) \\odot W_{i+1}^T \\delta_{i+1}, \\quad
     \\frac{\\partial\\mathcal{L}}{\\partial W_i} = \\sum_b \\delta_i r_{i-1}^T
 
-DFA: the output error reaches layer i through a fixed random matrix :math:`B_i` (n_i x n_L),
-:math:`\\delta_i = \\phi_i'(v_i) \\odot B_i \\delta_L` for i < L, the output layer using its
-own error (:math:`B_L = I`).
+DFA, textbook form (:func:`dfa_gradient`): the output error reaches layer i through a fixed
+random matrix :math:`B_i` (n_i x n_L), :math:`\\delta_i = \\phi_i'(v_i) \\odot B_i \\delta_L`
+for i < L, the output layer using its own error (:math:`B_L = I`).
+
+DFA, the authors' target-based form (:func:`dfa_target_gradient`, spec section 2): output
+target :math:`r_L^* = r_L - \\lambda\\,\\partial\\mathcal{L}/\\partial r_L` (batch-mean loss, as
+DFC), hidden targets :math:`h_i^* = h_i + B_i (r_L^* - r_L)`, and each layer descends its local
+squared error,
+
+.. math::
+    g_{W_i} = \\frac{1}{B}\\sum_b 2\\,\\phi_i'(v_i) \\odot (h_i - h_i^*)\\, r_{i-1}^T, \\qquad
+    g_{b_i} = \\frac{1}{B}\\sum_b 2\\,\\phi_i'(v_i) \\odot (h_i - h_i^*)
+
+With a linear output layer this is exactly :math:`2\\lambda/B` times the textbook gradient
+(with a nonlinear one the hidden layers miss the factor :math:`\\phi_L'`, as in the code).
 """
 
 from __future__ import annotations
@@ -90,5 +102,32 @@ def dfa_gradient(
     e = dL * phi_prime(spec.activations[-1], v[-1])
     deltas = [(e @ B_fb[i].T) * phi_prime(spec.activations[i], v[i]) for i in range(spec.n_layers - 1)]
     deltas.append(e)
+    gW, gb = _grads_from_deltas(deltas, X, r)
+    return loss, gW, gb
+
+
+def dfa_target_gradient(
+    spec: NetworkSpec,
+    weights: Weights,
+    B_fb: list[np.ndarray],
+    X: np.ndarray,
+    y: np.ndarray,
+    target_stepsize: float,
+) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """The authors' target-based DFA gradient (module docstring), B_L = I.
+
+    Returns
+    -------
+    loss, gW (list of (n_i, n_{i-1})), gb (list of (n_i,))
+    """
+    X = np.asarray(X, dtype=np.float64)
+    v, r = forward(spec, weights, X)
+    loss, dL = loss_and_grad(r[-1], y, spec.loss)
+    B = X.shape[0]
+    err = -target_stepsize * dL  # r_L* - r_L, formed without cancellation
+    deltas = []
+    for i in range(spec.n_layers):
+        h_minus_target = -(err @ B_fb[i].T)  # h_i - h_i* with h_i* = h_i + B_i (r_L* - r_L)
+        deltas.append(2.0 * phi_prime(spec.activations[i], v[i]) * h_minus_target / B)
     gW, gb = _grads_from_deltas(deltas, X, r)
     return loss, gW, gb

@@ -167,7 +167,7 @@ class PhaseResult:
     db_ss: list[np.ndarray] | None = None
     dW_ssa: list[np.ndarray] | None = None  # analytic linearised steady state
     db_ssa: list[np.ndarray] | None = None
-    dQ: list[np.ndarray] | None = None  # sleep: -(1/sigma~^2) <v_A u^T> - beta Q
+    dQ: list[np.ndarray] | None = None  # sleep: -(1/sigma~^2) <v_A[t] u[t+1]^T> - beta Q
     v_soma: list[np.ndarray] | None = None  # (B, T, n_i) if record
     v_basal: list[np.ndarray] | None = None
     v_apical: list[np.ndarray] | None = None
@@ -349,7 +349,7 @@ class BatchedDFC:
         *,
         phase: str,
         tau_A: float | None = None,
-        sigma: float = 0.0,
+        sigma: Sequence[float] | None = None,
         noise: Sequence[np.ndarray] | None = None,
         rng: np.random.Generator | None = None,
         record: bool = False,
@@ -370,7 +370,8 @@ class BatchedDFC:
         k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
         code_form = ctrl.form == "code"
         gain = dt.type(h / tcr)
-        noise_scale = 0.0 if tau_A is None else sigma * np.sqrt(h) / tau_A
+        sigmas = [0.0] * L if sigma is None else [float(x) for x in sigma]
+        noise_scale = [0.0 if tau_A is None else s * np.sqrt(h) / tau_A for s in sigmas]
         a_decay = 0.0 if tau_A is None else h / tau_A
 
         # feedforward reference state (float64), t = 0: v = v^B = v^-, u = u_int = v_A = 0
@@ -446,7 +447,7 @@ class BatchedDFC:
         lim = DIVERGENCE_LIMIT
 
         for t in range(T - 1):
-            # --- controller: e = r* - r_L = delta_L - dr_L
+            # --- controller: e = r* - r_L = delta_L - dr_L (u_new = u[t+1])
             e = delta_L - dr[-1]
             if code_form:
                 u_int += h * (e - alpha * u)
@@ -465,6 +466,8 @@ class BatchedDFC:
             for i in range(L):
                 if inst and i > 0:
                     np.matmul(dr[i - 1], WT[i], out=dvB[i])
+                if want_sleep:  # the authors' pairing: v_A[t] (not yet updated) with u[t+1]
+                    S_Q[i] += vA[i].T @ u
                 np.matmul(u_fb, QT[i], out=fb[i])
                 if tau_A is None:
                     vA[i], fb[i] = fb[i], vA[i]
@@ -473,12 +476,12 @@ class BatchedDFC:
                     fb[i] -= vA[i]
                     fb[i] *= a_decay
                     vA[i] += fb[i]
-                    if noise_scale != 0.0:
+                    if noise_scale[i] != 0.0:
                         if noise is not None:
                             xi = noise[i][t]
                         else:
                             xi = rng.standard_normal(vA[i].shape, dtype=dt)
-                        vA[i] += noise_scale * xi
+                        vA[i] += noise_scale[i] * xi
                 # v += dt/tcr (v_A + v_B - v)
                 np.add(vA[i], dvB[i], out=tmp[i])
                 tmp[i] -= dv[i]
@@ -495,8 +498,6 @@ class BatchedDFC:
                         np.subtract(dr[i], d, out=d)
                         S_d[i] += d
                         np.add(r_ff_dt[i - 1], dr[i - 1], out=R_buf[i][k_buf])
-                if want_sleep:
-                    S_Q[i] += vA[i].T @ u
             if want_dfc:
                 k_buf += 1
                 if k_buf == K:
@@ -643,16 +644,24 @@ class BatchedDFC:
         The target is the network's own feedforward output (:math:`r_L^* = r_L^-`), the
         controller runs with the sleep parameters (``k_p_fb``, ``alpha_fb``, ``dt_fb``,
         ``tmax_fb``, ``tcr_fb``) and every apical compartment is the noisy low-pass filter of
-        time constant ``tau_A``. The anti-Hebbian update is
+        time constant ``tau_A``, with noise std ``sleep.sigma`` in the hidden layers and
+        ``sleep.sigma_output_fb`` in the output layer (:meth:`SleepParams.sigma_layers`).
+        The anti-Hebbian update, as the authors' code estimates it from the stored trajectory
+        t = 0..T-1 (:math:`T` = ``tmax_fb``), pairs the apical voltage with the *next* control
+        signal and averages the T-1 pairs:
 
         .. math::
-            \\Delta Q_i = -\\frac{1}{\\tilde\\sigma^2}\\,\\frac{1}{B T}\\sum_b\\sum_{t=0}^{T-1}
-                v^A_i[t]\\, u[t]^T - \\beta Q_i, \\qquad \\tilde\\sigma = \\max(\\sigma, 0.01)
+            \\Delta Q_i = -\\frac{1}{\\tilde\\sigma^2}\\,\\frac{1}{B (T-1)}\\sum_b\\sum_{t=0}^{T-2}
+                v^A_i[t]\\, u[t+1]^T - \\beta Q_i, \\qquad \\tilde\\sigma = \\max(\\sigma, 0.01)
+
+        :math:`\\tilde\\sigma` uses the hidden layers' ``sigma`` for every layer, the output
+        layer included, whatever ``sigma_output_fb`` is (as the authors' code).
 
         Parameters
         ----------
         X : (B, n_0) input.
-        rng : numpy Generator drawing the white noise (one (B, n_i) draw per layer and step).
+        rng : numpy Generator drawing the white noise (one (B, n_i) draw per layer and step,
+            skipped for a layer whose noise std is 0).
         noise : optional explicit noise, list over layers of (T_fb - 1, B, n_i) standard-normal
             arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
         beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
@@ -671,7 +680,7 @@ class BatchedDFC:
                     raise ConfigError(f"noise[{i}] has shape {np.shape(xi)}, expected {shp} (T_fb-1, B, n_i)")
                 if not np.all(np.isfinite(xi)):
                     raise ConfigError(f"noise[{i}] contains non-finite values")
-        elif sp.sigma > 0 and rng is None:
+        elif max(sp.sigma_layers(self.L)) > 0 and rng is None:
             raise ConfigError(
                 "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
             )
@@ -682,7 +691,7 @@ class BatchedDFC:
             ctrl,
             phase="sleep",
             tau_A=sp.tau_A,
-            sigma=sp.sigma,
+            sigma=sp.sigma_layers(self.L),
             noise=noise,
             rng=rng,
             record=record,
@@ -690,7 +699,7 @@ class BatchedDFC:
         )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2
-        dQ = [-res["S_Q"][i] / (s2 * B * T) - beta * self.weights.Q[i] for i in range(self.L)]
+        dQ = [-res["S_Q"][i] / (s2 * B * (T - 1)) - beta * self.weights.Q[i] for i in range(self.L)]
         out = PhaseResult(
             r_star=r_star,
             r_ff=r_star,

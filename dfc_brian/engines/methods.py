@@ -39,9 +39,10 @@ dfa_convention      target      DFA: ``target`` (the authors': hidden targets h 
 freeze_QL           false       keep Q_L at the identity
 extra_sleep         2           sleep passes after each forward update
 extra_sleep_mode    minibatch   ``minibatch``: train_step = sleep, forward, ``extra_sleep`` x
-                                sleep on the same minibatch (the contract); ``epoch``: train_step
-                                = sleep, forward, and the loop runs ``extra_sleep`` sleep-only
-                                epochs of :meth:`Method.feedback_step` (the authors' code)
+                                sleep on the same minibatch (the contract); ``epoch`` (the
+                                authors' order): train_step = forward only; per epoch the loop
+                                runs one sleep-only epoch of :meth:`Method.feedback_step`, one
+                                forward epoch, then ``extra_sleep`` sleep-only epochs
 dtype               float64     engine precision, ``float64`` or ``float32``
 ==================  ==========  ================================================================
 
@@ -54,8 +55,12 @@ rates are the code's lr divided by its target_stepsize, too).
 Gradients (what the optimiser subtracts): DFC variants
 :math:`g_{W_i} = -2\\,\\Delta W_i` with :math:`\\Delta W_i` the batch-mean nonlinear-difference
 update (time-averaged for DFC, last step for DFC-SS, analytic for DFC-SSA; the factor 2 is the
-code's); feedback :math:`g_{Q_i} = \\frac{1}{\\tilde\\sigma^2}\\langle v^A_i u^T\\rangle + wd_{fb} Q_i`;
-BP the exact gradient of the batch-mean loss; DFA its direct-feedback surrogate.
+code's); feedback :math:`g_{Q_i} = \\frac{1}{\\tilde\\sigma^2}\\langle v^A_i[t] u[t+1]^T\\rangle`
+(see :meth:`BatchedDFC.sleep_phase`), clipped jointly over every Q_i at ``clip_fb`` (Q_L
+included even when frozen, as the authors' code), then the optimiser (``optimizer_fb``) adds
+``wd_fb * Q_i`` and steps; BP the exact gradient of the batch-mean loss; DFA the authors'
+target-based gradient (``dfa_convention: target``, :func:`~dfc_brian.engines.baselines.dfa_target_gradient`,
+which needs ``controller.target_stepsize`` in the config) or the textbook one.
 """
 
 from __future__ import annotations
@@ -66,9 +71,9 @@ from typing import Any
 
 import numpy as np
 
-from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, forward
+from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, dfa_target_gradient, forward
 from dfc_brian.engines.batched import BatchedDFC, loss_and_grad
-from dfc_brian.engines.optim import SGD, Adam, clip_per_tensor, make_optimizer
+from dfc_brian.engines.optim import SGD, Adam, clip_joint, clip_per_tensor, make_optimizer
 from dfc_brian.model.params import ConfigError, ModelParams, check_int, check_nonnegative, check_positive
 from dfc_brian.model.weights import Weights, init_weights, weight_product_Q
 
@@ -284,7 +289,12 @@ class DFAMethod(Method):
         self.B_fb = dfa_feedback(params.network, fb_seed)
 
     def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
-        loss, gW, gb = dfa_gradient(self.params.network, self.weights, self.B_fb, X, y)
+        spec = self.params.network
+        if self.training["dfa_convention"] == "target":
+            lam = self.params.controller.target_stepsize
+            loss, gW, gb = dfa_target_gradient(spec, self.weights, self.B_fb, X, y, lam)
+        else:
+            loss, gW, gb = dfa_gradient(spec, self.weights, self.B_fb, X, y)
         norm = self._apply_forward(gW, gb)
         return {"loss": loss, "grad_norm": norm}
 
@@ -318,9 +328,13 @@ class DFCMethod(Method):
         dtype = np.float32 if training["dtype"] == "float32" else np.float64
         self.engine = BatchedDFC(params, weights, dtype=dtype)
         self.rng = np.random.default_rng(noise_seed)
-        betas = training["adam_betas"]
-        self.fb_opt = Adam(training["lr_fb"], betas, training["adam_eps_fb"], training["wd_fb"])
-        self.fb_pre_opt = Adam(training["lr_fb_pretrain"], betas, training["adam_eps_fb"], training["wd_fb"])
+        t = training
+        self.fb_opt: Adam | SGD = make_optimizer(
+            t["optimizer_fb"], t["lr_fb"], t["adam_betas"], t["adam_eps_fb"], t["wd_fb"]
+        )
+        self.fb_pre_opt: Adam | SGD = make_optimizer(
+            t["optimizer_fb"], t["lr_fb_pretrain"], t["adam_betas"], t["adam_eps_fb"], t["wd_fb"]
+        )
         self.n_sleep = 0
 
     # -- sleep phase
@@ -328,13 +342,25 @@ class DFCMethod(Method):
         L = self.params.network.n_layers
         return list(range(L - 1)) if self.training["freeze_QL"] else list(range(L))
 
-    def _sleep(self, X: np.ndarray, opt: Adam) -> dict:
+    def _sleep(self, X: np.ndarray, opt: Adam | SGD) -> dict:
+        """One sleep phase and one feedback-optimiser step, as the authors' code.
+
+        The raw gradient :math:`g_{Q_i} = -\\Delta Q_i` of EVERY layer (Q_L included, even when
+        ``freeze_QL``: the authors clip the list of all feedback weights, while their optimiser
+        leaves Q_L out) is clipped with one joint norm (``clip_fb``); then the optimiser steps
+        the trained Q_i, adding ``wd_fb * Q_i`` inside its step.
+        """
         res = self.engine.sleep_phase(X, rng=self.rng)
+        grads = [-dq for dq in res.dQ]  # optimiser subtracts; it adds wd_fb * Q itself
+        clip = self.training["clip_fb"]
+        if clip is not None:
+            grads, norm = clip_joint(grads, clip)
+        else:
+            norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
         idx = self._q_indices()
-        grads = [-res.dQ[i] for i in idx]  # optimiser subtracts; Adam adds wd_fb * Q
-        opt.step([self.weights.Q[i] for i in idx], grads)
+        opt.step([self.weights.Q[i] for i in idx], [grads[i] for i in idx])
         self.n_sleep += 1
-        return {"sleep_dQ_norm": float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))}
+        return {"sleep_dQ_norm": norm}
 
     def pretrain_feedback_step(self, X: np.ndarray) -> dict:
         return self._sleep(X, self.fb_pre_opt) if self.q_trained else {}
@@ -345,7 +371,8 @@ class DFCMethod(Method):
     # -- training
     def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
         out: dict[str, Any] = {}
-        if self.q_trained:
+        minibatch_mode = self.training["extra_sleep_mode"] == "minibatch"
+        if self.q_trained and minibatch_mode:
             out.update(self._sleep(X, self.fb_opt))
         eng = self.engine
         r_ff = eng.feedforward(X)[1][-1]
@@ -358,7 +385,7 @@ class DFCMethod(Method):
             res = eng.controlled_phase(X, r_star, accumulate=self.name == "DFC")
             dW, db = (res.dW_dfc, res.db_dfc) if self.name == "DFC" else (res.dW_ss, res.db_ss)
         norm = self._apply_forward([-2.0 * a for a in dW], [-2.0 * c for c in db])
-        if self.q_trained and self.training["extra_sleep_mode"] == "minibatch":
+        if self.q_trained and minibatch_mode:
             for _ in range(self.training["extra_sleep"]):
                 out.update(self._sleep(X, self.fb_opt))
         out.update(
@@ -400,6 +427,15 @@ def make_method(cfg: Mapping[str, Any], seed: int) -> Method:
     if method == "BP":
         return BPMethod(params, training, seed, weights)
     if method == "DFA":
+        ctrl = cfg.get("controller")
+        if training["dfa_convention"] == "target" and not (
+            isinstance(ctrl, Mapping) and "target_stepsize" in ctrl
+        ):
+            raise ConfigError(
+                "training.dfa_convention = 'target' (the default) needs controller.target_stepsize "
+                "(the lambda of the output target r_L* = r_L - lambda dL/dr_L; 0.001 in the Table-1 "
+                "DFA configs); state it, or choose training.dfa_convention: textbook"
+            )
         return DFAMethod(params, training, seed, weights, aux[0])
     if training["q"] == "fixed":
         weights.Q = weight_product_Q(weights.W)

@@ -7,7 +7,12 @@ Conventions (the authors' code, ``shared/spec/DFC_SPEC.md``):
   the code's extra factor 2);
 - weight decay is an L2 term added to the gradient, :math:`g \\leftarrow g + wd\\, p` (as
   ``torch.optim.Adam(weight_decay=...)``), used for the feedback weights Q;
-- clipping acts per tensor: :math:`g \\leftarrow g \\min(1, c/(\\lVert g\\rVert + 10^{-6}))`.
+- clipping acts per tensor on the forward weights,
+  :math:`g \\leftarrow g \\min(1, c/(\\lVert g\\rVert + 10^{-6}))`, and jointly on the
+  feedback weights (:func:`clip_joint`, one norm over every Q_i, as
+  ``torch.nn.utils.clip_grad_norm_`` on a list). Clipping acts on the raw gradient; the
+  optimiser adds the weight decay afterwards, inside its step (as torch: ``clip_grad_norm_``
+  scales ``.grad``, ``Adam``/``SGD`` add ``weight_decay * p`` in ``step``).
 
 Learning rate: the ``lr`` given here is the rate the optimiser applies. The spec's tables list
 "effective" rates lr_eff = lr_code/λ: the authors' configs store lr_code and their
@@ -29,6 +34,17 @@ def clip_per_tensor(g: np.ndarray, max_norm: float = 1.0) -> np.ndarray:
     """Scale ``g`` by :math:`\\min(1, c / (\\lVert g\\rVert_F + 10^{-6}))` (new array)."""
     norm = float(np.linalg.norm(g))
     return g * min(1.0, max_norm / (norm + 1e-6))
+
+
+def clip_joint(grads: Sequence[np.ndarray], max_norm: float = 1.0) -> tuple[list[np.ndarray], float]:
+    """Scale all ``grads`` by one factor :math:`\\min(1, c/(\\lVert g\\rVert + 10^{-6}))`.
+
+    :math:`\\lVert g\\rVert` is the L2 norm of all tensors together (``clip_grad_norm_`` of a
+    parameter list). Returns the new arrays and the norm before clipping.
+    """
+    norm = math.sqrt(sum(float(np.sum(np.square(g))) for g in grads))
+    scale = min(1.0, max_norm / (norm + 1e-6))
+    return [g * scale for g in grads], norm
 
 
 class SGD:

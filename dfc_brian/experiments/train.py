@@ -5,10 +5,16 @@ One run = one config + one seed:
 1. feedback pre-training: ``training.epochs_fb`` epochs of ``method.pretrain_feedback_step(X)``
    per minibatch (skipped for BP, DFA and fixed Q, whose feedback is not learned);
 2. ``training.epochs`` epochs of ``method.train_step(X, y)`` per minibatch; with
-   ``training.extra_sleep_mode: epoch`` (the authors' code) each is followed by
-   ``training.extra_sleep`` sleep-only epochs of ``method.feedback_step(X)`` (learned Q only);
+   ``training.extra_sleep_mode: epoch`` (the authors' order, learned Q only) each epoch is one
+   sleep-only epoch of ``method.feedback_step(X)`` over every minibatch, then the forward epoch
+   (``train_step`` does not sleep in this mode), then ``training.extra_sleep`` more sleep-only
+   epochs; every pass draws its own minibatch order from the loop's generator. With
+   ``minibatch`` the sleep phases live inside ``train_step``;
 3. after every epoch: training loss, validation and test metric (classification: error in %,
    regression and autoencoder: MSE averaged over samples and output units), then a checkpoint.
+   The history row also holds the means of the step dicts (``step/...``, ``sleep/...``) and
+   ``step/n_nonconverged_epoch``, the number of samples of the epoch that failed the
+   convergence test (DFC and DFC-SS).
 
 The number the paper reports is the test metric at the epoch of best validation metric
 (``data.report: test_at_best_val``, the default); the "MNIST train loss" column reports the
@@ -402,10 +408,24 @@ def train(
         t0 = time.perf_counter()
         _append(history, {"epoch": 0, **evaluate(method, ds)})
         checkpoint(t0)
+    epoch_order = feedback_learned and tr["extra_sleep_mode"] == "epoch"
+
+    def sleep_epoch(acc: _Mean, desc: str) -> None:
+        """One sleep-only epoch of ``feedback_step`` over every minibatch, in its own order."""
+        with _tqdm(nb, desc, progress) as bar:
+            for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
+                if k == nb:
+                    break
+                acc.add(method.feedback_step(xb))
+                bar.update()
+
     while state["done"] < tr["epochs"]:
         t0 = time.perf_counter()
         ep = state["done"] + 1
         acc = _Mean()
+        sleep_acc = _Mean()
+        if epoch_order:  # the authors' order: a whole sleep-only epoch before the forward epoch
+            sleep_epoch(sleep_acc, f"epoch {ep}: sleep")
         with _tqdm(nb, f"epoch {ep}/{tr['epochs']}", progress) as bar:
             for k, (xb, yb) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
@@ -414,19 +434,16 @@ def train(
                 bar.update()
                 if "loss" in acc.sum:
                     bar.set_postfix(loss=f"{acc.sum['loss'] / acc.n['loss']:.4g}", refresh=False)
-        sleep_acc = _Mean()
-        n_extra = tr["extra_sleep"] if (feedback_learned and tr["extra_sleep_mode"] == "epoch") else 0
+        n_extra = tr["extra_sleep"] if epoch_order else 0
         for j in range(n_extra):
-            with _tqdm(nb, f"epoch {ep}: sleep {j + 1}/{n_extra}", progress) as bar:
-                for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
-                    if k == nb:
-                        break
-                    sleep_acc.add(method.feedback_step(xb))
-                    bar.update()
+            sleep_epoch(sleep_acc, f"epoch {ep}: extra sleep {j + 1}/{n_extra}")
+        step_means = acc.means()
+        if "n_nonconverged" in acc.sum:  # samples of the whole epoch left out of the update
+            step_means["n_nonconverged_epoch"] = acc.sum["n_nonconverged"]
         row = {
             "epoch": ep,
             **evaluate(method, ds),
-            **{f"step/{k}": v for k, v in acc.means().items()},
+            **{f"step/{k}": v for k, v in step_means.items()},
             **{f"sleep/{k}": v for k, v in sleep_acc.means().items()},
         }
         _append(history, row)
