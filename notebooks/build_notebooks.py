@@ -35,7 +35,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "# Fig. 1D: the PI controller drives the output to its target\n\n"
             "Settings of `models/toy/fig1d.yaml` (the authors' `config_fig1D`). Student 15-10-10-1 "
             "(tanh, tanh, linear); Q starts xavier-normal and is pre-trained for 50 sleep-only epochs "
-            "(SGD lr 0.1, batched engine; QUICK: 1 epoch on 256 inputs); the trained network then runs "
+            "(SGD lr 0.1, batched engine; QUICK: 25 epochs on 256 inputs); the trained network then runs "
             "its controlled phase in **Brian2** (numpy target): PI control with $k_p = 1$, "
             "$\\alpha = 0.0015$, $dt = 0.005$, $t_{cr} = 0.2$, $\\lambda = 0.05$, $T = 2000$ "
             "(QUICK: 400), three student-teacher samples. Top: $r_L(t)$ and its target $r_L^*$ "
@@ -173,7 +173,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
             "$\\sigma = 0.01$. Angle between Q and $J^T (J J^T + \\gamma I)^{-1}$ (mean over 128 test "
             "inputs) per epoch: S2 varies $\\gamma$ ($\\alpha_{fb} = 0.5$, $k_{p,fb} = 0$), S3 varies "
             "$\\alpha_{fb}$ ($k_{p,fb} = 0.3$, $\\gamma = 5$), S4 varies $k_{p,fb}$ "
-            "($\\alpha_{fb} = 0.1$, $\\gamma = 5$). QUICK: 2 epochs on 256 inputs.",
+            "($\\alpha_{fb} = 0.1$, $\\gamma = 5$). QUICK: 25 epochs on 256 inputs.",
         ),
         ("code", SETUP),
         (

@@ -120,8 +120,8 @@ def test_feedback_learning_S2_shares_one_run_and_aligns_Q():
     assert res["n_runs"] == {"linear": 1}  # the gamma curves differ in the reference only
     p = res["panels"]["fig_S2"]["linear"]
     np.testing.assert_array_equal(p["gamma"], [0.0, 0.1, 1.0, 5.0, 10.0, 100.0, 1000.0])
-    assert p["angle"].shape == (7, 3)
-    assert np.all(p["angle"][:, -1] < p["angle"][:, 0] - 10)  # Q aligns within 2 sleep epochs
+    assert p["angle"].shape == (7, 26)  # before training and after each of 25 epochs
+    assert np.all(p["angle"][:, -1] < p["angle"][:, 0] - 10)  # Q aligns within 25 quick sleep epochs
     assert p["angle"][0, 0] != p["angle"][-1, 0]  # different references, same Q
 
 

@@ -270,7 +270,7 @@ def fig1d(
     (k_p 1, alpha 0.0015, dt 0.005, T 2000, tcr 0.2, lambda 0.05) runs on the first
     ``n_samples`` training samples as one minibatch (batch-mean MSE target).
 
-    Quick: 1 pre-training epoch on 256 inputs and T = 400 (2 tau_u).
+    Quick: 25 pre-training epochs on 256 inputs and T = 400 (2 tau_u).
 
     Returns
     -------
@@ -290,7 +290,9 @@ def fig1d(
         cfg["controller"]["tmax"] = FIG1D_QUICK_TMAX
     d = cfg["data"]
     n_tr = 256 if quick else int(d.get("n_train", 5000))
-    E_fb = (1 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs_fb is None else int(epochs_fb)
+    E_fb = (
+        (25 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs_fb is None else int(epochs_fb)
+    )
     data = student_teacher(int(d["n_in"]), int(d["n_out"]), seed=seed, n_train=n_tr, n_val=1, n_test=1)
     method = make_method(cfg, seed)
     X3, y3 = data.train.X[:n_samples], data.train.y[:n_samples]
@@ -764,7 +766,7 @@ def feedback_learning(
     over 128 fixed test inputs of the angle between Q (all layers) and the curve's reference is
     recorded.
 
-    Quick: 2 epochs on 256 inputs, angle over 32 test inputs.
+    Quick: 25 epochs on 256 inputs, angle over 32 test inputs.
 
     Returns
     -------
@@ -788,7 +790,7 @@ def feedback_learning(
         n_tr = 256 if quick else int(d.get("n_train", 5000))
         n_ev = 32 if quick else FB_N_EVAL
         data = student_teacher(int(d["n_in"]), int(d["n_out"]), seed=seed, n_train=n_tr, n_val=1, n_test=n_ev)
-        E = (2 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs is None else int(epochs)
+        E = (25 if quick else int(cfg["training"].get("epochs_fb", 0))) if epochs is None else int(epochs)
         cache: dict[str, tuple[Any, Any, list[list[np.ndarray]]]] = {}
         t0 = time.perf_counter()
         for fig in figures:
