@@ -432,6 +432,18 @@ def run_sweep(
         raise ConfigError(f"--max-batches must be an integer >= 1, got {max_batches!r}")
     if sum(x is not None for x in (client, scheduler, cluster)) > 1:
         raise ConfigError("give at most one of --scheduler and --cluster")
+    if cluster is not None:
+        if cluster not in JOBQUEUE_CLASSES:
+            raise ConfigError(f"--cluster {cluster!r} is unknown; choose one of {sorted(JOBQUEUE_CLASSES)}")
+        if cluster_config is None:
+            raise ConfigError(
+                f"--cluster {cluster} needs --cluster-config FILE.yaml (cores, memory, walltime)"
+            )
+        spec = (
+            dict(cluster_config)
+            if isinstance(cluster_config, Mapping)
+            else load_cluster_config(cluster_config)
+        )
     tasks = make_tasks(configs, seeds, runs_dir, epochs=epochs)
     runs = Path(runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
@@ -475,11 +487,6 @@ def run_sweep(
                     client = distributed.Client(scheduler)
                 else:
                     if cluster is not None:
-                        spec = cluster_config if isinstance(cluster_config, Mapping) else None
-                        if spec is None:
-                            if cluster_config is None:
-                                raise ConfigError(f"--cluster {cluster} needs --cluster-config FILE.yaml")
-                            spec = load_cluster_config(cluster_config)
                         cl = make_jobqueue_cluster(cluster, spec)
                     else:
                         cl = make_local_cluster(n_workers, dashboard_address)
