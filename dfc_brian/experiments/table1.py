@@ -99,7 +99,7 @@ def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[s
 
     Row and column come from the config's ``table1`` section (``row``, ``column``). Runs without
     it, or that did not finish their configured epochs, are skipped; a second run of the same
-    (row label, column, seed) is skipped with a warning. The row label is marked (see
+    (row label, column, seed), in path order, is skipped with a warning. The row label is marked (see
     :func:`row_label`) for runs not comparable to the paper's.
     """
     from dfc_brian.experiments.results import RESULTS_JSON
@@ -130,7 +130,10 @@ def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[s
         seed = int(res.get("seed", len(out.get(label, {}).get(col, {}))))
         if (label, col, seed) in seen:
             if verbose:
-                print(f"skipping {p}: {label} / {col} seed {seed} already read from {seen[label, col, seed]}")
+                print(
+                    f"skipping {p}: {label} / {col} seed {seed} already read from {seen[label, col, seed]}",
+                    file=sys.stderr,
+                )
             continue
         seen[label, col, seed] = p
         out.setdefault(label, {}).setdefault(col, {})[seed] = float(summ["reported"])
