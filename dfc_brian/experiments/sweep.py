@@ -392,6 +392,7 @@ def run_sweep(
     progress: bool = True,
     dashboard_address: str | None = ":8787",
     train_fn: TrainFn | None = None,
+    poll_s: float = 5.0,
 ) -> dict[str, Any]:
     """Run every (config, seed) as one Dask task; return the summary (also in ``RUNS/sweep_summary.json``).
 
@@ -416,7 +417,9 @@ def run_sweep(
     retries : int
         Dask retries of a task that raised (config and data errors are not retried).
     progress : bool
-        tqdm bar over tasks and one line per finished task (stderr).
+        tqdm bar over tasks, one line per finished task and one per finished epoch of a running
+        task (stderr; epochs are read from the checkpoints every ``poll_s`` seconds, where the
+        driver sees the run directories).
     train_fn : callable, optional
         Replaces :func:`dfc_brian.experiments.train.train` (tests); must be importable on the workers.
 
@@ -509,21 +512,32 @@ def run_sweep(
                     pure=False,
                 )
                 futures[fut] = i
-            from distributed import as_completed
+            from distributed import wait
 
-            for fut in as_completed(list(futures)):
-                i = futures[fut]
-                if fut.status == "finished":
-                    entries[i] = _entry(tasks[i], **fut.result())
-                elif fut.status == "cancelled":
-                    entries[i] = _entry(tasks[i], status="cancelled", error="cancelled by Dask")
-                else:
-                    exc = fut.exception()
-                    entries[i] = _entry(tasks[i], status="failed", error=f"{type(exc).__name__}: {exc}")
-                bar.update()
-                if progress:
-                    tqdm.write(_line(entries[i]), file=sys.stderr)
-                _write_summary(summary_path, meta, entries)
+            pending = set(futures)
+            watch = _EpochWatch([tasks[i] for i in todo]) if progress else None
+            while pending:
+                try:
+                    done = wait(list(pending), timeout=poll_s, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
+                if watch is not None:
+                    for msg in watch.poll([tasks[futures[f]] for f in pending if f not in done]):
+                        tqdm.write(msg, file=sys.stderr)
+                for fut in done:
+                    pending.discard(fut)
+                    i = futures[fut]
+                    if fut.status == "finished":
+                        entries[i] = _entry(tasks[i], **fut.result())
+                    elif fut.status == "cancelled":
+                        entries[i] = _entry(tasks[i], status="cancelled", error="cancelled by Dask")
+                    else:
+                        exc = fut.exception()
+                        entries[i] = _entry(tasks[i], status="failed", error=f"{type(exc).__name__}: {exc}")
+                    bar.update()
+                    if progress:
+                        tqdm.write(_line(entries[i]), file=sys.stderr)
+                    _write_summary(summary_path, meta, entries)
     finally:
         for i in todo:
             entries.setdefault(i, _entry(tasks[i], status="cancelled"))
@@ -536,17 +550,53 @@ def run_sweep(
     return json.loads(summary_path.read_text())
 
 
+class _EpochWatch:
+    """Reports the epochs a running task has checkpointed (read from its run directory)."""
+
+    def __init__(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        self.seen: dict[str, tuple[int, int | None]] = {}
+        for t in tasks:
+            self.seen[t["run_dir"]] = (self._mtime(t), _checkpoint_epoch(Path(t["run_dir"])))
+
+    @staticmethod
+    def _mtime(t: Mapping[str, Any]) -> int:
+        from dfc_brian.experiments.results import CHECKPOINT
+
+        try:
+            return (Path(t["run_dir"]) / CHECKPOINT).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def poll(self, running: Iterable[Mapping[str, Any]]) -> list[str]:
+        out = []
+        for t in running:
+            m = self._mtime(t)
+            last_m, last_ep = self.seen.get(t["run_dir"], (0, None))
+            if m == last_m:
+                continue
+            ep = _checkpoint_epoch(Path(t["run_dir"]))
+            self.seen[t["run_dir"]] = (m, ep)
+            if ep and ep != last_ep:
+                n = ((t.get("cfg") or {}).get("training") or {}).get("epochs")
+                out.append(f"{t['config']} seed {t['seed']}: epoch {ep}/{n} checkpointed")
+        return out
+
+
 def _print_dashboard(client: Any, progress: bool) -> None:
+    import importlib.util
+
     if not progress:
         return
-    try:
-        services = client.scheduler_info().get("services", {})
-    except Exception:  # noqa: BLE001 - information only
-        services = {}
-    if "dashboard" in services:
-        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
-    else:
-        print("Dask dashboard: not available (pip install 'bokeh>=3.1' to get one)", file=sys.stderr)
+    link = getattr(client, "dashboard_link", None)
+    if not link:
+        print("Dask dashboard: none", file=sys.stderr)
+        return
+    note = (
+        ""
+        if importlib.util.find_spec("bokeh")
+        else " (needs bokeh on the scheduler: pip install 'bokeh>=3.1')"
+    )
+    print(f"Dask dashboard: {link}{note}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
