@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   -- install into .venv and run the Brian2 demo (writes figures/demo_*.png)
-#   make test   -- install into .venv (with test extras) and run the test suite
+#   make test   -- install into .venv (with test and sweep extras) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,dev]"
+	$(PY) -m pip install --quiet -e ".[test,dev,sweep]"
 	touch $@
 
 install: $(VENV)/.installed

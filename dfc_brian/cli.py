@@ -1,4 +1,4 @@
-"""Command line interface: ``dfc-brian train | table | check-data | demo``.
+"""Command line interface: ``dfc-brian train | sweep | table | check-data | demo``.
 
 Examples
 --------
@@ -8,7 +8,8 @@ Examples
     dfc-brian train models/table1/mnist_dfc.yaml --seed 0 --out runs/mnist_dfc/seed0
     dfc-brian train table1/mnist_bp --epochs 2 --max-batches 20      # quick look
     dfc-brian train models/table1/mnist_dfc.yaml --seed 0 --resume   # continue a killed run
-    dfc-brian table runs --out runs/table1.md                        # also writes runs/table1.json
+    dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs                 # every cell, all cores
+    dfc-brian table runs --out runs/table1.md             # also runs/table1.{json,csv,png}
     dfc-brian demo --out figures --target numpy --quick
 
 Config and data errors print one line to stderr and exit with status 2.
@@ -17,62 +18,11 @@ Config and data errors print one line to stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from dfc_brian.model.params import ConfigError
-
-#: Table 1 rows and columns, in the paper's order
-ROWS = ("BP", "DFC", "DFC-SS", "DFC-SSA", "DFC-fixed", "DFC-SS-fixed", "DFC-SSA-fixed", "DFA")
-COLUMNS = ("mnist", "fashion_mnist", "mnist_autoencoder", "mnist_trainloss")
-COLUMN_TITLES = {
-    "mnist": "MNIST (test error %)",
-    "fashion_mnist": "Fashion-MNIST (test error %)",
-    "mnist_autoencoder": "MNIST autoencoder (test loss)",
-    "mnist_trainloss": "MNIST train loss",
-}
-#: published Table 1 (spec section 4): (mean, std) in the column's unit
-PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
-    "BP": {
-        "mnist": (2.08, 0.15),
-        "fashion_mnist": (10.60, 0.34),
-        "mnist_autoencoder": (9.42e-2, 0.09e-2),
-        "mnist_trainloss": (1.53e-7, 0.19e-7),
-    },
-    "DFC": {
-        "mnist": (2.25, 0.094),
-        "fashion_mnist": (11.17, 0.27),
-        "mnist_autoencoder": (11.28e-2, 0.18e-2),
-        "mnist_trainloss": (7.61e-8, 0.65e-8),
-    },
-    "DFC-fixed": {
-        "mnist": (2.47, 0.12),
-        "fashion_mnist": (11.62, 0.30),
-        "mnist_autoencoder": (33.37e-2, 0.60e-2),
-        "mnist_trainloss": (1.30e-6, 0.15e-6),
-    },
-    "DFA": {
-        "mnist": (2.69, 0.11),
-        "fashion_mnist": (11.38, 0.25),
-        "mnist_autoencoder": (29.95e-2, 0.36e-2),
-        "mnist_trainloss": (7.09e-7, 1.11e-7),
-    },
-}
-
-
-def _fmt(mean: float, std: float, column: str) -> str:
-    if column in ("mnist", "fashion_mnist"):
-        return f"{mean:.2f} ± {std:.2f} %"
-    if column == "mnist_autoencoder":
-        return f"{mean * 100:.2f} ± {std * 100:.2f} e−2"
-    exp = int(np.floor(np.log10(abs(mean)))) if mean != 0 and np.isfinite(mean) else 0
-    return f"{mean / 10**exp:.2f} ± {std / 10**exp:.2f} e{exp}".replace("e-", "e−")
-
 
 # ---------------------------------------------------------------------------------------------
 # train
@@ -118,87 +68,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-# epochs of the paper's runs, per column
-PAPER_EPOCHS = {"mnist": 100, "fashion_mnist": 100, "mnist_autoencoder": 25, "mnist_trainloss": 100}
-
-
-def collect_runs(runs_dir: str | Path) -> dict[str, dict[str, list[float]]]:
-    """``{row: {column: [reported value per seed]}}`` from every ``results.json`` under runs_dir.
-
-    Row and column come from the config's ``table1`` section (``row``, ``column``); runs
-    without it, or that did not finish their configured epochs, are skipped. Runs shorter or
-    longer than the paper's (100 epochs, 25 for the autoencoder) get a row of their own,
-    e.g. ``DFC [1 epoch]``.
-    """
-    from dfc_brian.experiments.results import RESULTS_JSON
-
-    out: dict[str, dict[str, list[float]]] = {}
-    for p in sorted(Path(runs_dir).rglob(RESULTS_JSON)):
-        try:
-            res = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            print(f"skipping unreadable {p}", file=sys.stderr)
-            continue
-        cell = (res.get("config") or {}).get("table1") or {}
-        row, col = cell.get("row"), cell.get("column")
-        summ = res.get("summary") or {}
-        epochs = ((res.get("config") or {}).get("training") or {}).get("epochs")
-        if row is None or col is None or summ.get("reported") is None:
-            continue
-        if epochs is not None and summ.get("epochs_done") != epochs:
-            continue
-        if epochs is not None and epochs != PAPER_EPOCHS.get(col, epochs):
-            row = f"{row} [{epochs} epoch{'' if epochs == 1 else 's'}]"  # not comparable to the paper's
-        out.setdefault(row, {}).setdefault(col, []).append(float(summ["reported"]))
-    return out
-
-
-def make_table(runs: dict[str, dict[str, list[float]]]) -> tuple[str, dict[str, Any]]:
-    """Markdown Table 1 (ours, mean ± std over seeds, beside the published numbers) and its JSON.
-
-    The std is the population standard deviation (``numpy.std``, ddof = 0).
-    """
-    rows = [r for r in ROWS if r in runs or r in PUBLISHED] + sorted(set(runs) - set(ROWS))
-    head = "| method | " + " | ".join(f"{COLUMN_TITLES[c]} ours | published" for c in COLUMNS) + " |"
-    lines = [head, "|---" * (1 + 2 * len(COLUMNS)) + "|"]
-    data: dict[str, Any] = {"columns": list(COLUMNS), "rows": {}}
-    for r in rows:
-        cells = [r]
-        data["rows"][r] = {}
-        for c in COLUMNS:
-            vals = runs.get(r, {}).get(c, [])
-            entry: dict[str, Any] = {"values": vals}
-            if vals:
-                m, s = float(np.mean(vals)), float(np.std(vals))
-                entry.update(mean=m, std=s, n_seeds=len(vals))
-                cells.append(f"{_fmt(m, s, c)} (n={len(vals)})")
-            else:
-                cells.append("—")
-            pub = PUBLISHED.get(r, {}).get(c)
-            entry["published"] = list(pub) if pub else None
-            cells.append(_fmt(*pub, c) if pub else "—")
-            data["rows"][r][c] = entry
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (
-        "\nOurs: test error (%) or test loss at the epoch of best validation, MNIST train loss: training "
-        "loss after the last epoch; mean ± std (numpy.std) over seeds. Published: Meulemans et al. 2021, "
-        "Table 1.\n"
-    )
-    return "\n".join(lines) + "\n" + note, data
-
-
 def _cmd_table(args: argparse.Namespace) -> int:
+    from dfc_brian.experiments.table1 import write_table
+
     runs_dir = Path(args.runs_dir)
     if not runs_dir.is_dir():
         raise ConfigError(f"runs directory {str(runs_dir)!r} does not exist")
-    md, data = make_table(collect_runs(runs_dir))
-    out = Path(args.out) if args.out else runs_dir / "table1.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(md)
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
-    print(md)
-    print(f"written {out} and {out.with_suffix('.json')}")
+    paths = write_table(runs_dir, args.out, figure=not args.no_figure)
+    print(paths["md"].read_text())
+    print("written " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dfc_brian.experiments.sweep import main_sweep
+
+    return main_sweep(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,8 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("table", help="assemble finished runs into the paper's Table 1")
     tb.add_argument("runs_dir", nargs="?", default="runs", help="folder searched for results.json")
-    tb.add_argument("--out", default=None, help="markdown file (default RUNS_DIR/table1.md; JSON beside)")
+    tb.add_argument(
+        "--out", default=None, help="markdown file (default RUNS_DIR/table1.md; .json, .csv, .png beside)"
+    )
+    tb.add_argument("--no-figure", action="store_true", help="do not draw the .png figure")
     tb.set_defaults(func=_cmd_table)
+
+    sw = sub.add_parser("sweep", help="run many (config, seed) trainings on Dask, resumable")
+    from dfc_brian.experiments.sweep import add_sweep_arguments
+
+    add_sweep_arguments(sw)
+    sw.set_defaults(func=_cmd_sweep)
 
     c = sub.add_parser("check-data", help="check the MNIST / Fashion-MNIST files and their md5 sums")
     c.add_argument("--data-root", default=None, help="data root (default $DFC_DATA, else ./data)")

@@ -204,26 +204,30 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         (
             "md",
             "# Table 1: computer-vision results\n\n"
-            "Assembles finished training runs (`runs/**/results.json`, written by "
-            "`dfc-brian train models/table1/<config>.yaml --seed N`) with `dfc_brian.cli.make_table`, "
-            "beside the published numbers. Without runs it shows the published table and how "
-            "to produce ours. (Nothing is trained here: a paper-scale run takes hours.)",
+            "Assembles finished training runs (`runs/**/results.json`, written by `dfc-brian sweep` or "
+            "`dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside "
+            "the published numbers, and the difference in units of the published std. Runs shorter than "
+            "the paper's get rows of their own. Without runs it shows the published table and how to "
+            "produce ours. (Nothing is trained here: a paper-scale run takes hours.)",
         ),
         ("code", SETUP),
         (
             "code",
             "from IPython.display import Markdown, display\n\n"
-            "from dfc_brian.cli import collect_runs, make_table\n\n"
+            "from dfc_brian.experiments.table1 import aggregate, collect_runs, plot_table, table_markdown\n\n"
             "runs_dir = ROOT / 'runs'\n"
-            "runs = collect_runs(runs_dir) if runs_dir.is_dir() else {}\n"
-            "md, data = make_table(runs)\n"
-            "if not runs:\n"
+            "data = aggregate(collect_runs(runs_dir) if runs_dir.is_dir() else {})\n"
+            "md = table_markdown(data)\n"
+            "if not any(e['values'] for row in data['rows'].values() for e in row.values()):\n"
             "    print(f'No finished runs under {runs_dir}: the table shows the published numbers only.\\n'\n"
-            "          'To produce ours, for each config in models/table1/ and seeds 0-4 run e.g.\\n'\n"
-            "          '  dfc-brian train models/table1/mnist_dfc.yaml --seed 0\\n'\n"
+            "          'To produce ours (every cell, seeds 0-4, all cores, resumable):\\n'\n"
+            "          \"  dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs\\n\"\n"
             "          'then re-run this notebook (or: dfc-brian table runs).')\n"
             "(OUT / 'table1.md').write_text(md)\n"
-            "display(Markdown(md))",
+            "fig = plot_table(data)\n"
+            "fig.savefig(OUT / 'table1.png')\n"
+            "display(Markdown(md))\n"
+            "fig",
         ),
     ],
 }

@@ -1,0 +1,303 @@
+"""Table 1 of Meulemans et al. (NeurIPS 2021): the published numbers and the tabulation of our runs.
+
+:func:`collect_runs` reads every ``results.json`` under a runs folder (written by
+``dfc-brian train`` or ``dfc-brian sweep``), :func:`aggregate` computes mean ± std over seeds with
+n and the difference to the published mean in units of the published std, and
+:func:`table_markdown`, :func:`table_csv` and :func:`plot_table` render it.
+
+Runs that are not comparable to the paper's (fewer or more epochs than the paper's 100, 25 for the
+autoencoder; or trained on at most ``max_batches`` minibatches per epoch) are kept apart, in rows
+of their own marked e.g. ``DFC [1 epoch]`` or ``BP [100 epochs, 20 batches/epoch]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: Table 1 rows and columns, in the paper's order
+ROWS = ("BP", "DFC", "DFC-SS", "DFC-SSA", "DFC-fixed", "DFC-SS-fixed", "DFC-SSA-fixed", "DFA")
+COLUMNS = ("mnist", "fashion_mnist", "mnist_autoencoder", "mnist_trainloss")
+COLUMN_TITLES = {
+    "mnist": "MNIST (test error %)",
+    "fashion_mnist": "Fashion-MNIST (test error %)",
+    "mnist_autoencoder": "MNIST autoencoder (test loss)",
+    "mnist_trainloss": "MNIST train loss",
+}
+#: epochs of the paper's runs, per column
+PAPER_EPOCHS = {"mnist": 100, "fashion_mnist": 100, "mnist_autoencoder": 25, "mnist_trainloss": 100}
+#: published Table 1 (spec section 4): (mean, std) in the column's unit
+PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
+    "BP": {
+        "mnist": (2.08, 0.15),
+        "fashion_mnist": (10.60, 0.34),
+        "mnist_autoencoder": (9.42e-2, 0.09e-2),
+        "mnist_trainloss": (1.53e-7, 0.19e-7),
+    },
+    "DFC": {
+        "mnist": (2.25, 0.094),
+        "fashion_mnist": (11.17, 0.27),
+        "mnist_autoencoder": (11.28e-2, 0.18e-2),
+        "mnist_trainloss": (7.61e-8, 0.65e-8),
+    },
+    "DFC-fixed": {
+        "mnist": (2.47, 0.12),
+        "fashion_mnist": (11.62, 0.30),
+        "mnist_autoencoder": (33.37e-2, 0.60e-2),
+        "mnist_trainloss": (1.30e-6, 0.15e-6),
+    },
+    "DFA": {
+        "mnist": (2.69, 0.11),
+        "fashion_mnist": (11.38, 0.25),
+        "mnist_autoencoder": (29.95e-2, 0.36e-2),
+        "mnist_trainloss": (7.09e-7, 1.11e-7),
+    },
+}
+
+NOTE = (
+    "Ours: test error (%) or test loss at the epoch of best validation, MNIST train loss: training loss "
+    "after the last epoch; mean ± std (numpy.std, ddof 0) over the n seeds. Published: Meulemans et al. "
+    "2021, Table 1. Δ/σ: (ours − published mean) / published std. Rows marked [...] ran fewer or more "
+    "epochs than the paper (100; autoencoder 25) or at most N minibatches per epoch: not comparable."
+)
+
+
+def format_cell(mean: float, std: float, column: str) -> str:
+    """``mean ± std`` in the unit of a Table-1 column (%, e−2, or a power of ten)."""
+    if column in ("mnist", "fashion_mnist"):
+        return f"{mean:.2f} ± {std:.2f} %"
+    if column == "mnist_autoencoder":
+        return f"{mean * 100:.2f} ± {std * 100:.2f} e−2"
+    exp = int(np.floor(np.log10(abs(mean)))) if mean != 0 and np.isfinite(mean) else 0
+    return f"{mean / 10**exp:.2f} ± {std / 10**exp:.2f} e{exp}".replace("e-", "e−")
+
+
+def row_label(row: str, column: str, epochs: int | None, max_batches: int | None) -> str:
+    """The table row of a run: ``row`` itself, or ``row [...]`` when not comparable to the paper's."""
+    marks = []
+    if epochs is not None and epochs != PAPER_EPOCHS.get(column, epochs):
+        marks.append(f"{epochs} epoch{'' if epochs == 1 else 's'}")
+    if max_batches is not None:
+        if not marks:
+            marks.append(f"{epochs} epochs")
+        marks.append(f"{max_batches} batches/epoch")
+    return f"{row} [{', '.join(marks)}]" if marks else row
+
+
+def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
+    """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir.
+
+    Row and column come from the config's ``table1`` section (``row``, ``column``). Runs without
+    it, or that did not finish their configured epochs, are skipped; a second run of the same
+    (row label, column, seed), in path order, is skipped with a warning. The row label is marked (see
+    :func:`row_label`) for runs not comparable to the paper's.
+    """
+    from dfc_brian.experiments.results import RESULTS_JSON
+
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    seen: dict[tuple[str, str, int], Path] = {}
+    for p in sorted(Path(runs_dir).rglob(RESULTS_JSON)):
+        try:
+            res = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            if verbose:
+                print(f"skipping unreadable {p}", file=sys.stderr)
+            continue
+        cfg = res.get("config") or {}
+        cell = cfg.get("table1") or {}
+        row, col = cell.get("row"), cell.get("column")
+        summ = res.get("summary") or {}
+        epochs = (cfg.get("training") or {}).get("epochs")
+        if row is None or col is None or summ.get("reported") is None:
+            continue
+        if epochs is not None and summ.get("epochs_done") != epochs:
+            if verbose:
+                print(
+                    f"skipping unfinished {p} ({summ.get('epochs_done')} of {epochs} epochs)", file=sys.stderr
+                )
+            continue
+        label = row_label(row, col, epochs, summ.get("max_batches"))
+        seed = int(res.get("seed", len(out.get(label, {}).get(col, {}))))
+        if (label, col, seed) in seen:
+            if verbose:
+                print(
+                    f"skipping {p}: {label} / {col} seed {seed} already read from {seen[label, col, seed]}",
+                    file=sys.stderr,
+                )
+            continue
+        seen[label, col, seed] = p
+        out.setdefault(label, {}).setdefault(col, {})[seed] = float(summ["reported"])
+    return out
+
+
+def _values(cell: Mapping[int, float] | list[float]) -> tuple[list[int] | None, list[float]]:
+    if isinstance(cell, Mapping):
+        seeds = sorted(cell)
+        return seeds, [float(cell[s]) for s in seeds]
+    return None, [float(v) for v in cell]
+
+
+def aggregate(runs: Mapping[str, Mapping[str, Mapping[int, float] | list[float]]]) -> dict[str, Any]:
+    """Mean, std (ddof 0), n and Δ/σ_published of every (row, column); published rows always included.
+
+    Returns ``{"columns": [...], "rows": {label: {column: entry}}}`` with ``entry`` holding
+    ``values``, ``seeds``, ``n_seeds``, ``mean``, ``std`` (absent without runs), ``published``
+    (``[mean, std]`` or None; only for unmarked rows), ``diff_in_published_std`` and ``marked``.
+    """
+    labels = [r for r in ROWS if r in runs or r in PUBLISHED] + sorted(set(runs) - set(ROWS))
+    data: dict[str, Any] = {"columns": list(COLUMNS), "rows": {}}
+    for r in labels:
+        data["rows"][r] = {}
+        for c in COLUMNS:
+            seeds, vals = _values(runs.get(r, {}).get(c, []))
+            entry: dict[str, Any] = {
+                "values": vals,
+                "seeds": seeds,
+                "n_seeds": len(vals),
+                "marked": r not in ROWS,
+            }
+            if vals:
+                entry.update(mean=float(np.mean(vals)), std=float(np.std(vals)))
+            pub = PUBLISHED.get(r, {}).get(c)
+            entry["published"] = list(pub) if pub else None
+            entry["diff_in_published_std"] = (entry["mean"] - pub[0]) / pub[1] if (pub and vals) else None
+            data["rows"][r][c] = entry
+    return data
+
+
+def table_markdown(data: Mapping[str, Any]) -> str:
+    """Markdown table of :func:`aggregate`'s output: per column ours (n), published, Δ/σ."""
+    cols = data["columns"]
+    head = "| method | " + " | ".join(f"{COLUMN_TITLES[c]} ours | published | Δ/σ" for c in cols) + " |"
+    lines = [head, "|---" * (1 + 3 * len(cols)) + "|"]
+    for r, row in data["rows"].items():
+        cells = [r]
+        for c in cols:
+            e = row[c]
+            cells.append(f"{format_cell(e['mean'], e['std'], c)} (n={e['n_seeds']})" if e["values"] else "—")
+            cells.append(format_cell(*e["published"], c) if e["published"] else "—")
+            d = e["diff_in_published_std"]
+            cells.append(f"{d:+.1f}" if d is not None else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + NOTE + "\n"
+
+
+CSV_FIELDS = (
+    "row",
+    "column",
+    "marked",
+    "n",
+    "mean",
+    "std",
+    "published_mean",
+    "published_std",
+    "diff_in_published_std",
+    "seeds",
+    "values",
+)
+
+
+def table_csv(data: Mapping[str, Any]) -> str:
+    """One line per (row, column) with runs or a published value; values and seeds ';'-separated."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for r, row in data["rows"].items():
+        for c in data["columns"]:
+            e = row[c]
+            if not e["values"] and not e["published"]:
+                continue
+            pub = e["published"] or ["", ""]
+            d = e["diff_in_published_std"]
+            w.writerow(
+                [
+                    r,
+                    c,
+                    int(e["marked"]),
+                    e["n_seeds"],
+                    repr(e["mean"]) if e["values"] else "",
+                    repr(e["std"]) if e["values"] else "",
+                    repr(pub[0]) if e["published"] else "",
+                    repr(pub[1]) if e["published"] else "",
+                    repr(d) if d is not None else "",
+                    ";".join(str(s) for s in (e["seeds"] or [])),
+                    ";".join(repr(v) for v in e["values"]),
+                ]
+            )
+    return buf.getvalue()
+
+
+def plot_table(data: Mapping[str, Any]) -> Figure:
+    """One panel per column: our mean ± std (with the seeds as dots) beside the published bars."""
+    from matplotlib.figure import Figure
+
+    cols = data["columns"]
+    fig = Figure(figsize=(4.2 * len(cols), 4.0), constrained_layout=True)
+    axes = fig.subplots(1, len(cols), squeeze=False)[0]
+    for ax, c in zip(axes, cols):
+        labels = [r for r, row in data["rows"].items() if row[c]["values"] or row[c]["published"]]
+        x = np.arange(len(labels))
+        for i, r in enumerate(labels):
+            e = data["rows"][r][c]
+            if e["published"]:
+                ax.bar(i - 0.2, e["published"][0], 0.4, yerr=e["published"][1], color="0.75", capsize=3)
+            if e["values"]:
+                color = "tab:orange" if e["marked"] else "tab:blue"
+                ax.bar(i + 0.2, e["mean"], 0.4, yerr=e["std"], color=color, capsize=3)
+                ax.plot(np.full(len(e["values"]), i + 0.2), e["values"], "k.", ms=3)
+        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        ax.set_title(COLUMN_TITLES[c], fontsize=9)
+        if c == "mnist_trainloss":
+            ax.set_yscale("log")
+    from matplotlib.patches import Patch
+
+    axes[0].legend(
+        handles=[
+            Patch(color="0.75", label="published"),
+            Patch(color="tab:blue", label="ours"),
+            Patch(color="tab:orange", label="ours, not paper length"),
+        ],
+        fontsize=7,
+    )
+    return fig
+
+
+def write_table(runs_dir: str | Path, out: str | Path | None = None, figure: bool = True) -> dict[str, Path]:
+    """Aggregate the runs under runs_dir and write ``.md``, ``.json``, ``.csv`` and ``.png`` beside ``out``.
+
+    ``out`` is the markdown path (default ``runs_dir/table1.md``). Returns the written paths by suffix.
+    """
+    from dfc_brian.experiments.results import atomic_write_text
+
+    data = aggregate(collect_runs(runs_dir))
+    md = Path(out) if out else Path(runs_dir) / "table1.md"
+    md.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"md": md, "json": md.with_suffix(".json"), "csv": md.with_suffix(".csv")}
+    atomic_write_text(paths["md"], table_markdown(data))
+    atomic_write_text(paths["json"], json.dumps(data, indent=1) + "\n")
+    atomic_write_text(paths["csv"], table_csv(data))
+    if figure:
+        from dfc_brian.plotting import use_style
+
+        use_style()
+        paths["png"] = md.with_suffix(".png")
+        plot_table(data).savefig(paths["png"])
+    return paths
+
+
+def make_table(
+    runs: Mapping[str, Mapping[str, Mapping[int, float] | list[float]]],
+) -> tuple[str, dict[str, Any]]:
+    """Markdown Table 1 and its data (:func:`aggregate`) of the output of :func:`collect_runs`."""
+    data = aggregate(runs)
+    return table_markdown(data), data

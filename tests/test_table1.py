@@ -1,0 +1,123 @@
+"""Tests of the Table-1 aggregation: mean, std, n, Δ/σ against the published numbers, marked rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dfc_brian import cli
+from dfc_brian.experiments import table1 as T1
+from dfc_brian.experiments.results import RESULTS_JSON
+
+
+def write_run(runs: Path, folder: str, seed: int, row: str, column: str, value: float, **kw) -> None:
+    epochs = kw.get("epochs", T1.PAPER_EPOCHS[column])
+    side = {
+        "seed": seed,
+        "config": {"table1": {"row": row, "column": column}, "training": {"epochs": epochs}},
+        "summary": {
+            "reported": value,
+            "epochs_done": kw.get("epochs_done", epochs),
+            "max_batches": kw.get("max_batches"),
+        },
+    }
+    d = runs / folder / str(seed)
+    d.mkdir(parents=True)
+    (d / RESULTS_JSON).write_text(json.dumps(side))
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    r = tmp_path / "runs"
+    for seed, v in enumerate([2.0, 2.2, 2.3]):  # DFC MNIST, paper length
+        write_run(r, "mnist_dfc", seed, "DFC", "mnist", v)
+    for seed, v in enumerate([0.10, 0.12]):  # BP autoencoder, paper length (25 epochs)
+        write_run(r, "mnist_autoencoder_bp", seed, "BP", "mnist_autoencoder", v)
+    write_run(r, "short", 0, "DFC", "mnist", 5.5, epochs=1)  # shorter than the paper's
+    write_run(r, "cut", 0, "BP", "mnist", 3.0, max_batches=20)  # paper epochs, cut minibatches
+    write_run(r, "cut_short", 0, "BP", "mnist", 4.0, epochs=2, max_batches=20)
+    write_run(r, "unfinished", 0, "DFC", "mnist", 50.0, epochs_done=7)  # skipped
+    write_run(r, "z_copy_of_mnist_dfc", 0, "DFC", "mnist", 99.0)  # same cell and seed, later path: skipped
+    write_run(r, "ssa", 0, "DFC-SSA", "fashion_mnist", 12.0)  # no published value
+    (r / "junk" / "0").mkdir(parents=True)
+    (r / "junk" / "0" / RESULTS_JSON).write_text("{not json")
+    return r
+
+
+def test_aggregate_numbers(runs):
+    data = T1.aggregate(T1.collect_runs(runs, verbose=False))
+    e = data["rows"]["DFC"]["mnist"]
+    assert e["values"] == [2.0, 2.2, 2.3] and e["seeds"] == [0, 1, 2] and e["n_seeds"] == 3
+    assert e["mean"] == pytest.approx(6.5 / 3, abs=1e-14)
+    assert e["std"] == pytest.approx(
+        np.sqrt(((2.0 - 6.5 / 3) ** 2 + (2.2 - 6.5 / 3) ** 2 + (2.3 - 6.5 / 3) ** 2) / 3)
+    )
+    assert e["published"] == [2.25, 0.094]
+    assert e["diff_in_published_std"] == pytest.approx((6.5 / 3 - 2.25) / 0.094)
+    a = data["rows"]["BP"]["mnist_autoencoder"]
+    assert (a["mean"], a["std"], a["n_seeds"]) == (pytest.approx(0.11), pytest.approx(0.01), 2)
+    assert a["diff_in_published_std"] == pytest.approx((0.11 - 9.42e-2) / 0.09e-2)
+    # marked rows: own rows, no comparison with the published number
+    assert data["rows"]["DFC [1 epoch]"]["mnist"]["values"] == [5.5]
+    assert data["rows"]["BP [100 epochs, 20 batches/epoch]"]["mnist"]["values"] == [3.0]
+    assert data["rows"]["BP [2 epochs, 20 batches/epoch]"]["mnist"]["values"] == [4.0]
+    for r in ("DFC [1 epoch]", "BP [100 epochs, 20 batches/epoch]"):
+        assert data["rows"][r]["mnist"]["marked"] and data["rows"][r]["mnist"]["published"] is None
+    assert not data["rows"]["DFC"]["mnist"]["marked"]
+    # unpublished row with runs; published rows without runs are still listed
+    s = data["rows"]["DFC-SSA"]["fashion_mnist"]
+    assert s["values"] == [12.0] and s["published"] is None and s["diff_in_published_std"] is None
+    assert data["rows"]["DFA"]["mnist"]["values"] == [] and data["rows"]["DFA"]["mnist"]["published"] == [
+        2.69,
+        0.11,
+    ]
+    assert list(data["rows"])[:5] == ["BP", "DFC", "DFC-SSA", "DFC-fixed", "DFA"]
+
+
+def test_markdown_csv_and_figure_from_cli(runs, tmp_path, capsys):
+    out = tmp_path / "t" / "table1.md"
+    assert cli.main(["table", str(runs), "--out", str(out)]) == 0
+    md = out.read_text()
+    dfc_line = next(line for line in md.splitlines() if line.startswith("| DFC |"))
+    d = (6.5 / 3 - 2.25) / 0.094
+    assert f"| 2.17 ± 0.12 % (n=3) | 2.25 ± 0.09 % | {d:+.1f} |" in dfc_line and f"{d:+.1f}" == "-0.9"
+    assert "| 11.00 ± 1.00 e−2 (n=2) | 9.42 ± 0.09 e−2 | +17.6 |" in md
+    assert "| DFC [1 epoch] | 5.50 ± 0.00 % (n=1) | — | — |" in md
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    r = next(x for x in rows if x["row"] == "DFC" and x["column"] == "mnist")
+    assert (r["n"], r["seeds"], r["marked"]) == ("3", "0;1;2", "0")
+    assert float(r["mean"]) == pytest.approx(6.5 / 3) and float(r["diff_in_published_std"]) == pytest.approx(
+        d
+    )
+    assert float(r["published_std"]) == 0.094 and [float(v) for v in r["values"].split(";")] == [
+        2.0,
+        2.2,
+        2.3,
+    ]
+    m = next(x for x in rows if x["row"] == "BP [100 epochs, 20 batches/epoch]")
+    assert m["marked"] == "1" and m["published_mean"] == ""
+    assert not any(x["row"] == "DFC-SS" for x in rows)  # neither runs nor a published value
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["rows"]["DFC"]["mnist"]["n_seeds"] == 3
+    png = out.with_suffix(".png")
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "written" in capsys.readouterr().out
+
+
+def test_figure_panels():
+    data = T1.aggregate({"DFC": {"mnist": {0: 2.0, 1: 2.4}}, "BP [1 epoch]": {"mnist": [9.0]}})
+    fig = T1.plot_table(data)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == [T1.COLUMN_TITLES[c] for c in T1.COLUMNS]
+    bars = {round(p.get_height(), 6) for p in axes[0].patches}
+    assert {2.2, 2.25, 2.08, 9.0} <= bars  # ours (mean), published DFC and BP, marked run
+
+
+def test_format_cell():
+    assert T1.format_cell(2.08, 0.15, "mnist") == "2.08 ± 0.15 %"
+    assert T1.format_cell(9.42e-2, 0.09e-2, "mnist_autoencoder") == "9.42 ± 0.09 e−2"
+    assert T1.format_cell(7.61e-8, 0.65e-8, "mnist_trainloss") == "7.61 ± 0.65 e−8"
