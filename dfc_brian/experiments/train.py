@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dfc_brian.config import check_numeric_types
 from dfc_brian.experiments.data import (
     DATASETS,
     Dataset,
@@ -38,6 +39,7 @@ from dfc_brian.experiments.data import (
     n_batches,
     student_teacher,
 )
+from dfc_brian.experiments.guards import ConvergenceMonitor, guarded_step, locked_run_dir
 from dfc_brian.experiments.results import (
     CHECKPOINT,
     RESULTS_JSON,
@@ -282,6 +284,7 @@ def _tqdm(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
+@locked_run_dir  # --out checked writable, one run per directory (guards.py)
 def train(
     cfg: Mapping[str, Any],
     seed: int,
@@ -333,6 +336,7 @@ def train(
         Missing or corrupt dataset files.
     """
     cfg = copy.deepcopy(dict(cfg))
+    check_numeric_types(cfg)  # a YAML string such as '2e-1' in a numeric field
     seed = check_int("seed", seed, 0)
     if max_batches is not None:
         max_batches = check_int("max_batches", max_batches, 1)
@@ -390,7 +394,10 @@ def train(
             for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
                     break
-                acc.add(method.pretrain_feedback_step(xb))
+                pre = guarded_step(
+                    method, "pretrain_feedback_step", xb, phase="feedback pre-training", **_at(ep, k, nb)
+                )
+                acc.add(pre)
                 bar.update()
         _append(state["fb_history"], {"epoch": ep, **acc.means()})
         state["fb_done"] = ep
@@ -402,6 +409,7 @@ def train(
         t0 = time.perf_counter()
         _append(history, {"epoch": 0, **evaluate(method, ds)})
         checkpoint(t0)
+    conv = ConvergenceMonitor()  # minibatches without any converged sample
     while state["done"] < tr["epochs"]:
         t0 = time.perf_counter()
         ep = state["done"] + 1
@@ -410,7 +418,9 @@ def train(
             for k, (xb, yb) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
                     break
-                acc.add(method.train_step(xb, yb))
+                stats = guarded_step(method, "train_step", xb, yb, phase="training", **_at(ep, k, nb))
+                conv.add(stats)
+                acc.add(stats)
                 bar.update()
                 if "loss" in acc.sum:
                     bar.set_postfix(loss=f"{acc.sum['loss'] / acc.n['loss']:.4g}", refresh=False)
@@ -421,13 +431,14 @@ def train(
                 for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
                     if k == nb:
                         break
-                    sleep_acc.add(method.feedback_step(xb))
+                    sleep_acc.add(guarded_step(method, "feedback_step", xb, phase="sleep", **_at(ep, k, nb)))
                     bar.update()
         row = {
             "epoch": ep,
             **evaluate(method, ds),
             **{f"step/{k}": v for k, v in acc.means().items()},
             **{f"sleep/{k}": v for k, v in sleep_acc.means().items()},
+            **conv.end_epoch(tr["method"], ep),
         }
         _append(history, row)
         state["done"] = ep
@@ -444,6 +455,7 @@ def train(
         dataset=ds.name,
         method=tr["method"],
         q=tr["q"],
+        minibatches_none_converged=int(np.nansum(history.get("minibatches_none_converged", [0.0]))),
     )
     weights = getattr(method, "weights", None)
     arrays = {}
@@ -462,6 +474,11 @@ def train(
         meta=run_metadata(),
     )
     return summary
+
+
+def _at(epoch: int, k: int, nb: int) -> dict[str, int]:
+    """Position of minibatch ``k`` (0-based) for the messages of :func:`guarded_step`."""
+    return {"epoch": epoch, "minibatch": k + 1, "n_minibatches": nb}
 
 
 def _unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
