@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- demo: entry point only; the demo itself lives in dfc_brian/demo.py -------------------
     d = sub.add_parser("demo", help="run the Brian2 demo and write its figures")
-    d.add_argument("--out", default="figures/demo", help="output folder (default figures/demo, ignored by git)")
+    d.add_argument(
+        "--out", default="figures/demo", help="output folder (default figures/demo, ignored by git)"
+    )
     d.add_argument(
         "--target",
         default="numpy",

@@ -5,7 +5,8 @@
   left by a killed run is detected and taken over);
 - :func:`guarded_step`: one minibatch step of a training method, stopped with
   :class:`TrainingDiverged` (method, phase, epoch, minibatch) as soon as the loss or any weight
-  is non-finite, or the engine reports a diverging trajectory. The loop then leaves the run
+  is non-finite or beyond :data:`LOSS_LIMIT` / :data:`WEIGHT_LIMIT`, or the engine reports a
+  diverging trajectory. The loop then leaves the run
   directory's last checkpoint (the last finished epoch) untouched;
 - :class:`ConvergenceMonitor`: counts the minibatches in which no sample converged (their
   forward update is zero) and warns once per epoch.
@@ -29,6 +30,8 @@ import numpy as np
 from dfc_brian.engines.errors import DivergenceError
 
 LOCK_FILE = ".lock"  # inside the run directory
+LOSS_LIMIT = 1e30  # a loss above this has diverged (float64 overflow follows within a few steps)
+WEIGHT_LIMIT = 1e15  # likewise for the magnitude of any weight
 
 
 class RunDirError(RuntimeError):
@@ -44,7 +47,7 @@ class TrainingDiverged(RuntimeError):
             f"{method} diverged in {phase} epoch {epoch}, minibatch {minibatch}/{n_minibatches}: {what}. "
             "Nothing of this epoch was saved; the checkpoint of the last finished epoch is intact. "
             "Lower the learning rate (training.lr, or lr_fb for the sleep phase) or check the controller "
-            "settings, then start a new run"
+            "settings, then start again with another --out (or delete this run directory)"
         )
 
 
@@ -207,7 +210,11 @@ def _weights(method: Any) -> list[tuple[str, np.ndarray]]:
 
 
 def nonfinite(method: Any, stats: Mapping[str, Any] | None) -> str | None:
-    """What is non-finite after a step (``'loss = nan'``, ``'weights W_2 non-finite'``), else None."""
+    """What has diverged after a step (``'loss = nan'``, ``'non-finite weights W_2'``), else None.
+
+    Diverged: a non-finite loss or weight, a loss above :data:`LOSS_LIMIT`, or a weight of
+    magnitude above :data:`WEIGHT_LIMIT`.
+    """
     loss = (stats or {}).get("loss")
     if loss is not None:
         try:
@@ -216,9 +223,15 @@ def nonfinite(method: Any, stats: Mapping[str, Any] | None) -> str | None:
             x = math.nan
         if not math.isfinite(x):
             return f"loss = {loss}"
-    bad = [name for name, a in _weights(method) if a.dtype.kind in "fc" and not np.isfinite(a).all()]
+        if x > LOSS_LIMIT:
+            return f"loss = {x:.3g} > {LOSS_LIMIT:.0e}"
+    weights = [(name, a) for name, a in _weights(method) if a.dtype.kind in "fc"]
+    bad = [name for name, a in weights if not np.isfinite(a).all()]
     if bad:
         return f"non-finite weights {', '.join(bad)}"
+    big = [name for name, a in weights if a.size and float(np.abs(a).max()) > WEIGHT_LIMIT]
+    if big:
+        return f"weights {', '.join(big)} exceed {WEIGHT_LIMIT:.0e} in magnitude"
     return None
 
 
@@ -268,15 +281,19 @@ def guarded_step(
 
 
 class ConvergenceMonitor:
-    """Counts minibatches in which no sample converged (``frac_nonconverged == 1``)."""
+    """Counts minibatches in which no sample converged (``frac_nonconverged == 1``).
 
-    def __init__(self) -> None:
+    With ``include_nonconverged`` (every sample contributes its update) nothing is counted.
+    """
+
+    def __init__(self, include_nonconverged: bool = False) -> None:
+        self.off = bool(include_nonconverged)
         self.epoch_count = 0
         self.epoch_steps = 0
 
     def add(self, stats: Mapping[str, Any] | None) -> None:
         frac = (stats or {}).get("frac_nonconverged")
-        if frac is None:
+        if frac is None or self.off:
             return
         self.epoch_steps += 1
         if float(frac) >= 1.0:

@@ -409,7 +409,7 @@ def train(
         t0 = time.perf_counter()
         _append(history, {"epoch": 0, **evaluate(method, ds)})
         checkpoint(t0)
-    conv = ConvergenceMonitor()  # minibatches without any converged sample
+    conv = ConvergenceMonitor(params.convergence.include_nonconverged)  # minibatches, no sample converged
     while state["done"] < tr["epochs"]:
         t0 = time.perf_counter()
         ep = state["done"] + 1
