@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make demo   -- install into .venv and run the Brian2 demo (writes figures/demo_*.png)
+#   make demo   -- install into .venv and run the Brian2 demo (writes figures/demo/, ignored by git)
 #   make test   -- install into .venv (with test and sweep extras) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/dfc-brian demo --out figures
+	$(VENV)/bin/dfc-brian demo --out figures/demo
 
 test: install
 	$(VENV)/bin/ruff check dfc_brian tests benchmarks notebooks
@@ -24,9 +24,11 @@ test: install
 	$(VENV)/bin/python -m pytest -q tests
 	DFC_QUICK=1 $(VENV)/bin/python -m pytest -q --nbmake notebooks
 
+# writes runs/bench/ (ignored by git); the committed numbers in benchmarks/results/ stay as measured
 bench: install
-	$(PY) benchmarks/bench_brian2.py
-	$(PY) benchmarks/bench_batched.py
+	mkdir -p runs/bench
+	$(PY) benchmarks/bench_brian2.py --out runs/bench/brian2.json
+	$(PY) benchmarks/bench_batched.py --out runs/bench/batched.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line interface: ``dfc-brian train | sweep | table | check-data | demo``.
+"""Command line interface: ``dfc-brian train | sweep | table | check-data | demo | configs``.
 
 Examples
 --------
@@ -10,9 +10,13 @@ Examples
     dfc-brian train models/table1/mnist_dfc.yaml --seed 0 --resume   # continue a killed run
     dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs                 # every cell, all cores
     dfc-brian table runs --out runs/table1.md             # also runs/table1.{json,csv,png}
-    dfc-brian demo --out figures --target numpy --quick
+    dfc-brian demo --out figures/demo --target numpy --quick
+    dfc-brian configs                                                # the named configs
 
-Config and data errors print one line to stderr and exit with status 2.
+Errors print one line to stderr, never a traceback. Exit status: 2 for a bad config, data
+file, checkpoint or run directory (or a directory in use by another run), 3 when training
+diverged (non-finite loss or weights; the last checkpoint is kept), 130 after Ctrl-C (the
+checkpoint of the last finished epoch is kept; continue with ``--resume``).
 """
 
 from __future__ import annotations
@@ -29,8 +33,23 @@ from dfc_brian.model.params import ConfigError
 # ---------------------------------------------------------------------------------------------
 
 
+def _validate_config(cfg: dict[str, Any], source: str) -> None:
+    """Every section the run reads, checked before any work; errors are prefixed with the file."""
+    from dfc_brian.engines.methods import validate_training as validate_method
+    from dfc_brian.experiments.train import validate_data, validate_training
+    from dfc_brian.model.params import ModelParams
+
+    try:
+        ModelParams.from_dict(cfg)
+        validate_training(cfg)
+        validate_data(cfg)
+        validate_method(cfg.get("training"))
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dfc_brian.config import load_config
+    from dfc_brian.config import load_config, resolve_config_path
     from dfc_brian.experiments.train import train
 
     cfg = load_config(args.config)
@@ -46,7 +65,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-batches must be >= 1, got {args.max_batches}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    _validate_config(cfg, str(resolve_config_path(args.config)))
     out = Path(args.out) if args.out else Path("runs") / str(cfg.get("name", "run")) / f"seed{args.seed}"
+    args.run_dir = out  # for the Ctrl-C message
     summary = train(
         cfg,
         args.seed,
@@ -60,6 +81,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{cfg.get('name')} seed {args.seed}: reported {summary['report']} = {summary['reported']:.6g} "
         f"(best epoch {summary['best_epoch']}); results in {out}"
     )
+    if summary.get("minibatches_none_converged"):
+        print(
+            f"warning: in {summary['minibatches_none_converged']} minibatches no sample converged "
+            "(zero forward update); see history 'minibatches_none_converged' in results.json",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -119,6 +146,29 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _cmd_configs(args: argparse.Namespace) -> int:
+    """List the named configs (usable as ``dfc-brian train <name>``) with their method and data."""
+    from dfc_brian.config import MODELS_DIR, list_configs, load_config
+
+    names = list_configs()
+    if not names:
+        raise ConfigError(f"no configs found in {MODELS_DIR} (broken installation?)")
+    for name in names:
+        if args.names_only:
+            print(name)
+            continue
+        try:
+            cfg = load_config(name)
+            tr, d = cfg.get("training") or {}, cfg.get("data") or {}
+            fixed = " (fixed Q)" if tr.get("q") == "fixed" else ""
+            desc = f"{tr.get('method', '?')}{fixed} on {d.get('dataset', '?')}"
+        except ConfigError as err:
+            desc = f"INVALID: {err}"
+        print(f"{name:40s} {desc}")
+    print(f"{len(names)} configs in {MODELS_DIR}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Run the Brian2 demo: ``dfc_brian.demo.main(args)`` (options --out, --target, --quick)."""
     import dfc_brian.demo
@@ -173,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # --- demo: entry point only; the demo itself lives in dfc_brian/demo.py -------------------
     d = sub.add_parser("demo", help="run the Brian2 demo and write its figures")
-    d.add_argument("--out", default="figures", help="figure folder (default figures)")
+    d.add_argument(
+        "--out", default="figures/demo", help="output folder (default figures/demo, ignored by git)"
+    )
     d.add_argument(
         "--target",
         default="numpy",
@@ -182,19 +234,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--quick", action="store_true", help="shorter simulation")
     d.set_defaults(func=_cmd_demo)
+
+    cf = sub.add_parser("configs", help="list the named configs shipped with the package")
+    cf.add_argument("--names-only", action="store_true", help="names only, one a line")
+    cf.set_defaults(func=_cmd_configs)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dfc-brian`` console script; returns the exit status."""
+    from dfc_brian.engines.errors import DivergenceError
     from dfc_brian.experiments.data import DataError
+    from dfc_brian.experiments.guards import RunDirError, TrainingDiverged
+    from dfc_brian.experiments.results import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError) as err:
+    except (ConfigError, DataError, CheckpointError, RunDirError) as err:
         print(f"dfc-brian {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (TrainingDiverged, DivergenceError) as err:
+        print(f"dfc-brian {args.command}: training stopped: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        where = getattr(args, "run_dir", None)
+        kept = (
+            f"; {where} keeps the checkpoint of the last finished epoch: continue with --resume"
+            if where is not None
+            else ""
+        )
+        print(f"\ndfc-brian {args.command}: interrupted (Ctrl-C){kept}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,9 +5,15 @@
 1. builds the 15-10-10-5 student of ``models/toy/demo.yaml`` and its teacher data,
 2. alternates Brian2 sleep phases (noisy apical compartments, anti-Hebbian plasticity of Q)
    and controlled phases with continuous forward plasticity (minibatch of 1),
-3. writes ``figures/demo_compartments.png`` (v_basal, v_apical, v_soma of two neurons per
-   layer and the control signal u during one controlled phase), ``figures/demo_loss.png``
-   (test loss per epoch) and ``figures/demo_results.npz`` + ``.json``.
+3. writes, into ``--out`` (default ``figures/demo``, ignored by git, so that ``make demo``
+   never rewrites a tracked file), ``demo_compartments.png`` (v_soma and v_basal of two
+   neurons per layer, the apical input v_soma - v_basal and v_apical on their own axis, the
+   control signal u and the output error e, time in ms), ``demo_loss.png`` (test loss per
+   epoch) and ``demo_results.npz`` + ``.json``.
+
+The progress bar counts samples (sleep phase, then controlled phase) and moves at least once
+a second: within one Brian2 run of ``CHUNK`` samples it advances at the measured rate,
+never past the end of that run.
 
 Brian2-only parameters (the rate of the continuous plasticity) live in the config's optional
 ``brian2`` section; defaults below.
@@ -29,6 +35,7 @@ BETA = 0.025  # weight decay of the feedback rule
 EPOCHS = 4  # training epochs (each: sleep phase, then the controlled phase on every sample)
 N_TRAIN = 300  # samples per epoch (QUICK: 100)
 N_SLEEP = 100  # samples per sleep phase (QUICK: 40)
+CHUNK = 50  # samples per Brian2 run (each run costs ~0.6 s of set-up with the numpy target)
 
 
 def main(args: argparse.Namespace | None = None) -> int:
@@ -37,12 +44,12 @@ def main(args: argparse.Namespace | None = None) -> int:
     from dfc_brian.config import load_config
     from dfc_brian.engines.brian2_engine import BrianDFC
     from dfc_brian.experiments.data import student_teacher
-    from dfc_brian.experiments.results import run_metadata
+    from dfc_brian.experiments.results import atomic_savez, atomic_write_text, run_metadata
     from dfc_brian.model.params import ModelParams
     from dfc_brian.model.weights import init_weights
     from dfc_brian.plotting import use_style
 
-    out = Path(getattr(args, "out", "figures"))
+    out = Path(getattr(args, "out", "figures/demo"))
     target = getattr(args, "target", "numpy")
     quick = bool(getattr(args, "quick", False))
     out.mkdir(parents=True, exist_ok=True)
@@ -84,16 +91,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     )
     # online learning: continuous plasticity, one sample after another; a sleep phase (noisy
     # apical compartments, anti-Hebbian Q plasticity) before each epoch
-    history = net.train_online(
-        Xtr[:n_train],
-        Ytr[:n_train],
-        epochs=epochs,
-        chunk_size=n_train,
-        sleep_samples=n_sleep,
-        seed=seed,
-        evaluate=lambda _: {"test_loss": test_loss()},
-    )
-    losses += [h["test_loss"] for h in history]
+    losses += _train_with_progress(net, Xtr[:n_train], Ytr[:n_train], epochs, n_sleep, seed, test_loss)
     wall = time.time() - t0
     # One controlled phase with recording, for the compartment figure
     rec = net.controlled_phase(
@@ -104,18 +102,20 @@ def main(args: argparse.Namespace | None = None) -> int:
         neurons=[[0, 1]] * spec.n_layers,
     )
     use_style()
-    _plot_compartments(rec, spec, out / "demo_compartments.png")
+    _plot_compartments(rec, spec, out / "demo_compartments.png", tau_u_ms=params.controller.tau_u_ms)
     _plot_loss(losses, out / "demo_loss.png")
     meta = {"config": cfg, "seed": seed, **run_metadata()}
     meta.update({"losses": losses, "wall_s": wall, "target": target, "quick": quick})
-    np.savez(
+    atomic_savez(
         out / "demo_results.npz",
-        test_loss=np.array(losses),
-        t=rec.t,
-        u=rec.u[0],
-        **{f"v_soma_layer{i + 1}": rec.v_soma[i][0] for i in range(spec.n_layers)},
+        {
+            "test_loss": np.array(losses),
+            "t": rec.t,
+            "u": rec.u[0],
+            **{f"v_soma_layer{i + 1}": rec.v_soma[i][0] for i in range(spec.n_layers)},
+        },
     )
-    (out / "demo_results.json").write_text(json.dumps(meta, indent=2, default=str))
+    atomic_write_text(out / "demo_results.json", json.dumps(meta, indent=2, default=str))
     print(
         f"test loss {losses[0]:.4f} -> {losses[-1]:.4f} ({losses[0] / losses[-1]:.1f}x lower) in {wall:.1f} s"
     )
@@ -123,30 +123,102 @@ def main(args: argparse.Namespace | None = None) -> int:
     return 0
 
 
-def _plot_compartments(rec, spec, path: Path) -> None:
+def _train_with_progress(net, X, Y, epochs: int, n_sleep: int, seed: int, test_loss) -> list[float]:
+    """Online learning as ``BrianDFC.train_online`` (same sample order and sleep draws), with a
+    progress bar over samples that moves at least once a second; returns the test loss per epoch.
+    """
+    import threading
+
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    n = len(X)
+    chunks = [(k, min(k + CHUNK, n)) for k in range(0, n, CHUNK)]
+    total = epochs * (n_sleep + n)
+    losses = []
+    with tqdm(total=total, unit="sample", desc="demo", dynamic_ncols=True) as bar:
+        rate = [0.1]  # seconds per sample, updated from every finished run
+        target = {"base": 0, "end": 0, "t0": time.perf_counter()}
+        stop = threading.Event()
+
+        def tick() -> None:  # advance within the running chunk at the measured rate
+            while not stop.wait(0.5):
+                guess = target["base"] + int((time.perf_counter() - target["t0"]) / rate[0])
+                new = min(guess, target["end"] - 1)
+                if new > bar.n:
+                    bar.update(new - bar.n)
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+
+        def run(n_samples: int, fn) -> None:
+            done = epoch_base + done_in_epoch[0]
+            target.update(base=done, end=done + n_samples, t0=time.perf_counter())
+            t0 = time.perf_counter()
+            fn()
+            rate[0] = max((time.perf_counter() - t0) / n_samples, 1e-4)
+            done_in_epoch[0] += n_samples
+            bar.update(done + n_samples - bar.n)
+
+        try:
+            for epoch in range(epochs):
+                epoch_base = epoch * (n_sleep + n)
+                done_in_epoch = [0]
+                bar.set_description(f"demo epoch {epoch + 1}/{epochs}")
+                perm = rng.permutation(n)
+                if n_sleep:
+                    idx_sleep = rng.choice(n, size=n_sleep, replace=False)
+                    run(n_sleep, lambda idx=idx_sleep: net.sleep_phase(X[idx]))
+                for a, b in chunks:
+                    idx = perm[a:b]
+                    run(b - a, lambda idx=idx: net.controlled_phase(X[idx], Y[idx], plasticity="online"))
+                losses.append(test_loss())
+                bar.set_postfix(test_mse=f"{losses[-1]:.3g}")
+        finally:
+            stop.set()
+            ticker.join()
+    return losses
+
+
+def _plot_compartments(rec, spec, path: Path, tau_u_ms: float = 10.0) -> None:
+    """Compartment voltages of two neurons per layer and the controller, time in ms.
+
+    Left: v_soma (solid) and v_basal (dashed) of each neuron. Right: the apical drive
+    v_soma - v_basal and the apical voltage v_apical (dotted), on their own axis, since they
+    are small beside v_soma. Voltages are dimensionless (the rate model's units).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     L = spec.n_layers
-    fig, axes = plt.subplots(L + 1, 2, figsize=(9, 2.2 * (L + 1)), sharex=True)
+    t_ms = np.asarray(rec.t) * tau_u_ms
+    colors = ("tab:blue", "tab:orange")
+    fig, axes = plt.subplots(L + 1, 2, figsize=(10, 2.3 * (L + 1)), sharex=True, layout="constrained")
     for i in range(L):
-        for col in range(2):
-            ax = axes[i, col]
-            ax.plot(rec.t, rec.v_basal[i][0, :, col], label="v_basal", color="tab:blue")
-            ax.plot(rec.t, rec.v_apical[i][0, :, col], label="v_apical", color="tab:orange")
-            ax.plot(rec.t, rec.v_soma[i][0, :, col], label="v_soma", color="k", lw=1.2)
-            ax.set_title(f"layer {i + 1}, neuron {col}")
-    axes[0, 0].legend(loc="best")
-    for col in range(2):
-        ax = axes[L, col]
-        ax.plot(rec.t, rec.u[0, :, col], label="u", color="tab:green")
-        ax.plot(rec.t, rec.e[0, :, col], label="e = r_L* - r_L", color="tab:red", ls="--")
-        ax.set_title(f"controller unit {col}")
-        ax.set_xlabel("time (units of $\\tau_u$)")
-    axes[L, 0].legend(loc="best")
-    fig.suptitle("DFC in Brian2: compartments during a controlled phase")
+        ax_v, ax_a = axes[i, 0], axes[i, 1]
+        for col, c in enumerate(colors):
+            soma, basal = rec.v_soma[i][0, :, col], rec.v_basal[i][0, :, col]
+            ax_v.plot(t_ms, soma, color=c, lw=1.4, label=f"neuron {col}: $v_{{soma}}$")
+            ax_v.plot(t_ms, basal, color=c, lw=1.2, ls="--", label=f"neuron {col}: $v_{{basal}}$")
+            ax_a.plot(t_ms, soma - basal, color=c, lw=1.4, label=f"neuron {col}: $v_{{soma}} - v_{{basal}}$")
+            ax_a.plot(t_ms, rec.v_apical[i][0, :, col], color=c, lw=1.2, ls=":", label=f"neuron {col}: $v_A$")
+        ax_v.set_ylabel(f"layer {i + 1}\nvoltage (dimensionless)")
+        ax_a.set_ylabel("apical drive\n(dimensionless)")
+        ax_a.axhline(0.0, color="0.6", lw=0.6)
+    axes[0, 0].legend(loc="best", fontsize="x-small", ncols=2)
+    axes[0, 1].legend(loc="best", fontsize="x-small", ncols=2)
+    for col, c in enumerate(colors):
+        axes[L, 0].plot(t_ms, rec.u[0, :, col], color=c, label=f"u, unit {col}")
+        axes[L, 1].plot(t_ms, rec.e[0, :, col], color=c, label=f"e = $r_L^* - r_L$, unit {col}")
+    axes[L, 0].set_ylabel("control signal u\n(dimensionless)")
+    axes[L, 1].set_ylabel("output error e\n(dimensionless)")
+    axes[L, 1].axhline(0.0, color="0.6", lw=0.6)
+    for ax in axes[L]:
+        ax.set_xlabel(f"time within the controlled phase (ms; $\\tau_u$ = {tau_u_ms:g} ms)")
+        ax.legend(loc="best", fontsize="x-small")
+    fig.suptitle("DFC in Brian2: one test sample, controlled phase (no plasticity)")
     fig.savefig(path)
     plt.close(fig)
 
@@ -159,8 +231,8 @@ def _plot_loss(losses, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.semilogy(np.arange(len(losses)), losses, "o-")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test MSE")
+    ax.set_xlabel("epoch (0 = before training)")
+    ax.set_ylabel("test MSE (targets scaled to unit std)")
     ax.set_title("online DFC learning (Brian2)")
     fig.savefig(path)
     plt.close(fig)

@@ -403,7 +403,7 @@ def test_cli_missing_data_is_one_line(tmp_path, capsys):
     p = tmp_path / "m.yaml"
     cfg = {
         "model": {"sizes": [784, 10], "activations": ["linear"], "loss": "ce"},
-        "training": {"method": "BP", "epochs": 1},
+        "training": {"method": "BP", "epochs": 1, "lr": 0.01},
         "data": {"dataset": "mnist"},
     }
     p.write_text(yaml.safe_dump(cfg))
@@ -459,7 +459,7 @@ def test_cli_table(tmp_path, capsys):
 
 def test_cli_parser_has_demo_and_options():
     args = cli.build_parser().parse_args(["demo", "--target", "cython", "--quick"])
-    assert args.func is cli._cmd_demo and args.out == "figures" and args.quick
+    assert args.func is cli._cmd_demo and args.out == "figures/demo" and args.quick
     args = cli.build_parser().parse_args(["train", "x.yaml", "--seed", "3", "--resume", "--max-batches", "5"])
     assert (args.seed, args.resume, args.max_batches, args.epochs) == (3, True, 5, None)
 

@@ -7,8 +7,8 @@ Image data are read from a data root in torchvision's layout::
 
 The root is the ``root`` argument, else the environment variable ``DFC_DATA``, else
 ``./data``. The IDX files are parsed here with gzip + NumPy (no torch). Gzipped files are
-md5-checked against the published sums; an un-gzipped file is checked for its IDX header
-(type, shape), since its md5 is not published.
+md5-checked against the published sums, an un-gzipped file against the md5 of the
+decompressed published file (:data:`MD5_RAW`), so that corrupted pixels never load silently.
 
 Preprocessing (``shared/spec/DFC_SPEC.md`` section 4):
 
@@ -61,6 +61,22 @@ MD5 = {
         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+#: file name -> md5 of the un-gzipped IDX files (computed from the published .gz files above)
+MD5_RAW = {
+    "mnist": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
     },
 }
 
@@ -256,8 +272,8 @@ def raw_file(
 ) -> Path:
     """Locate and verify one raw file; return its path.
 
-    Looks for ``ROOT/<Folder>/raw/<name>.gz``, then the un-gzipped ``<name>``. A gzipped file is
-    md5-checked (if ``check_md5``); an un-gzipped one is checked when it is read.
+    Looks for ``ROOT/<Folder>/raw/<name>.gz``, then the un-gzipped ``<name>``. Either is
+    md5-checked (if ``check_md5``) against the published file or its decompressed content.
 
     Raises
     ------
@@ -280,6 +296,14 @@ def raw_file(
                 )
         return gz
     if plain.is_file():
+        if check_md5:
+            got = md5sum(plain)
+            want = MD5_RAW[dataset][plain.name]
+            if got != want:
+                raise DataError(
+                    f"{plain} is corrupt (md5 {got}, expected {want} for the un-gzipped file); delete it and "
+                    + _help(dataset, root_p)
+                )
         return plain
     raise DataError(f"missing data file {gz} (or un-gzipped {plain.name}); " + _help(dataset, root_p))
 

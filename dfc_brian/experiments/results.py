@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -66,16 +67,40 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def _git(args: list[str], where: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def _package_tracked(where: Path) -> bool:
+    """Whether this package's files are tracked by the git repository around ``where``.
+
+    False for an installed copy that happens to sit inside some repository (a .venv in a clone).
+    """
+    return _git(["ls-files", "--error-unmatch", str(Path(__file__).resolve())], where) is not None
+
+
 def git_sha(cwd: str | os.PathLike | None = None) -> str:
     """``git rev-parse HEAD`` of the package's repository, or ``'unknown'``."""
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
+    if cwd is None and not _package_tracked(where):
         return "unknown"
+    out = _git(["rev-parse", "HEAD"], where)
+    return (out or "").strip() or "unknown"
+
+
+def git_dirty(cwd: str | os.PathLike | None = None) -> bool | None:
+    """True if tracked files of the package's repository have uncommitted changes; None if unknown."""
+    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    if cwd is None and not _package_tracked(where):
+        return None
+    out = _git(["status", "--porcelain", "--untracked-files=no"], where)
+    return None if out is None else bool(out.strip())
 
 
 def versions() -> dict[str, str]:
@@ -94,8 +119,13 @@ def versions() -> dict[str, str]:
 
 
 def run_metadata() -> dict[str, Any]:
-    """Provenance of a run: git SHA, versions, platform."""
-    return {"git_sha": git_sha(), "versions": versions(), "platform": platform.platform()}
+    """Provenance of a run: git SHA, whether the tree had uncommitted changes, versions, platform."""
+    return {
+        "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
+        "versions": versions(),
+        "platform": platform.platform(),
+    }
 
 
 def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
@@ -132,11 +162,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def _file_mode() -> int:
+    """Mode of a new file under the current umask (0o644 with the usual umask 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def _atomic_open(path: Path, mode: str):
-    """Open a temporary file beside ``path``; on success it replaces ``path`` (os.replace)."""
+    """Open a temporary file beside ``path``; on success it replaces ``path`` (os.replace).
+
+    The file gets the permissions of an ordinary new file (``mkstemp`` would leave it 0600,
+    unreadable by the group).
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -153,9 +195,57 @@ def save_checkpoint(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
     return atomic_savez(path, arrays)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load a checkpoint written by :func:`save_checkpoint` (no pickle)."""
-    return load_npz(path)
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be read; the message names the file and what to do."""
+
+
+def load_checkpoint(
+    path: str | os.PathLike, required: tuple[str, ...] = ("loop", "rng")
+) -> dict[str, np.ndarray]:
+    """Load a checkpoint written by :func:`save_checkpoint` (no pickle).
+
+    Every array is read (so a truncated or bit-flipped file fails here, by its zip CRC), and
+    the JSON arrays named in ``required`` must be present and decodable.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file, what is wrong with it and what to do.
+    """
+    path = Path(path)
+    advice = (
+        "it is not a checkpoint written by dfc-brian, or it was damaged after writing (checkpoints are "
+        "written atomically, a killed run cannot truncate one). Delete it to start the run again, or "
+        "restore it from a backup"
+    )
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    if magic != b"PK\x03\x04":
+        what = "an empty file" if not magic else "not an npz (zip) file"
+        raise CheckpointError(f"checkpoint {path} is {what}: {advice}")
+    try:
+        arrays = load_npz(path)
+        for key in required:
+            if key not in arrays:
+                raise KeyError(key)
+            array_json(arrays[key])
+    except KeyError as err:
+        raise CheckpointError(f"checkpoint {path} lacks the entry {err.args[0]!r}: {advice}") from None
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+        UnicodeDecodeError,
+    ) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt ({type(err).__name__}: {err}): {advice}"
+        ) from None
+    return arrays
 
 
 def save_results(

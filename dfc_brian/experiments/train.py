@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dfc_brian.config import check_numeric_types
 from dfc_brian.experiments.data import (
     DATASETS,
     Dataset,
@@ -44,6 +45,7 @@ from dfc_brian.experiments.data import (
     n_batches,
     student_teacher,
 )
+from dfc_brian.experiments.guards import ConvergenceMonitor, guarded_step, locked_run_dir
 from dfc_brian.experiments.results import (
     CHECKPOINT,
     RESULTS_JSON,
@@ -288,6 +290,7 @@ def _tqdm(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
+@locked_run_dir  # --out checked writable, one run per directory (guards.py)
 def train(
     cfg: Mapping[str, Any],
     seed: int,
@@ -339,6 +342,7 @@ def train(
         Missing or corrupt dataset files.
     """
     cfg = copy.deepcopy(dict(cfg))
+    check_numeric_types(cfg)  # a YAML string such as '2e-1' in a numeric field
     seed = check_int("seed", seed, 0)
     if max_batches is not None:
         max_batches = check_int("max_batches", max_batches, 1)
@@ -396,7 +400,10 @@ def train(
             for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
                     break
-                acc.add(method.pretrain_feedback_step(xb))
+                pre = guarded_step(
+                    method, "pretrain_feedback_step", xb, phase="feedback pre-training", **_at(ep, k, nb)
+                )
+                acc.add(pre)
                 bar.update()
         _append(state["fb_history"], {"epoch": ep, **acc.means()})
         state["fb_done"] = ep
@@ -409,14 +416,15 @@ def train(
         _append(history, {"epoch": 0, **evaluate(method, ds)})
         checkpoint(t0)
     epoch_order = feedback_learned and tr["extra_sleep_mode"] == "epoch"
+    conv = ConvergenceMonitor(params.convergence.include_nonconverged)  # minibatches, no sample converged
 
-    def sleep_epoch(acc: _Mean, desc: str) -> None:
+    def sleep_epoch(acc: _Mean, desc: str, ep: int) -> None:
         """One sleep-only epoch of ``feedback_step`` over every minibatch, in its own order."""
         with _tqdm(nb, desc, progress) as bar:
             for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
                     break
-                acc.add(method.feedback_step(xb))
+                acc.add(guarded_step(method, "feedback_step", xb, phase="sleep", **_at(ep, k, nb)))
                 bar.update()
 
     while state["done"] < tr["epochs"]:
@@ -425,18 +433,20 @@ def train(
         acc = _Mean()
         sleep_acc = _Mean()
         if epoch_order:  # the authors' order: a whole sleep-only epoch before the forward epoch
-            sleep_epoch(sleep_acc, f"epoch {ep}: sleep")
+            sleep_epoch(sleep_acc, f"epoch {ep}: sleep", ep)
         with _tqdm(nb, f"epoch {ep}/{tr['epochs']}", progress) as bar:
             for k, (xb, yb) in enumerate(batches(X, y, tr["batch_size"], rng)):
                 if k == nb:
                     break
-                acc.add(method.train_step(xb, yb))
+                stats = guarded_step(method, "train_step", xb, yb, phase="training", **_at(ep, k, nb))
+                conv.add(stats)
+                acc.add(stats)
                 bar.update()
                 if "loss" in acc.sum:
                     bar.set_postfix(loss=f"{acc.sum['loss'] / acc.n['loss']:.4g}", refresh=False)
         n_extra = tr["extra_sleep"] if epoch_order else 0
         for j in range(n_extra):
-            sleep_epoch(sleep_acc, f"epoch {ep}: extra sleep {j + 1}/{n_extra}")
+            sleep_epoch(sleep_acc, f"epoch {ep}: extra sleep {j + 1}/{n_extra}", ep)
         step_means = acc.means()
         if "n_nonconverged" in acc.sum:  # samples of the whole epoch left out of the update
             step_means["n_nonconverged_epoch"] = acc.sum["n_nonconverged"]
@@ -445,6 +455,7 @@ def train(
             **evaluate(method, ds),
             **{f"step/{k}": v for k, v in step_means.items()},
             **{f"sleep/{k}": v for k, v in sleep_acc.means().items()},
+            **conv.end_epoch(tr["method"], ep),
         }
         _append(history, row)
         state["done"] = ep
@@ -461,6 +472,7 @@ def train(
         dataset=ds.name,
         method=tr["method"],
         q=tr["q"],
+        minibatches_none_converged=int(np.nansum(history.get("minibatches_none_converged", [0.0]))),
     )
     weights = getattr(method, "weights", None)
     arrays = {}
@@ -479,6 +491,11 @@ def train(
         meta=run_metadata(),
     )
     return summary
+
+
+def _at(epoch: int, k: int, nb: int) -> dict[str, int]:
+    """Position of minibatch ``k`` (0-based) for the messages of :func:`guarded_step`."""
+    return {"epoch": epoch, "minibatch": k + 1, "n_minibatches": nb}
 
 
 def _unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
