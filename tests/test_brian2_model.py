@@ -8,6 +8,7 @@ import pytest
 from dfc_brian import (
     ConfigError,
     ControllerParams,
+    ConvergenceParams,
     ModelParams,
     NetworkSpec,
     SleepParams,
@@ -27,6 +28,7 @@ def _net(acts=("tanh", "tanh", "linear"), sizes=(4, 5, 3, 2), loss="mse", seed=1
         spec,
         ControllerParams(**kw),
         SleepParams(sigma=0.05, k_p_fb=0.3, alpha_fb=0.2, dt_fb=0.01, tmax_fb=20, tcr_fb=0.05, tau_A=0.1),
+        ConvergenceParams(include_nonconverged=True),  # T = 30 steps: nothing converges
     )
     w = init_weights(spec, seed=seed)
     rng = np.random.default_rng(seed + 100)
