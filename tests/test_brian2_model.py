@@ -367,22 +367,37 @@ def _key():
 
 @pytest.mark.standalone
 def test_cpp_standalone_built_once_equals_runtime(tmp_path):
+    """Built once, re-run with run_args for new inputs and (include_nonconverged = false) for the
+    re-run that switches the non-converged samples' learning signal off; equals the runtime."""
+    import dataclasses
+
     p, w = _net(loss="ce")
     rng = np.random.default_rng(10)
     X1, X2 = rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, (3, 4))
     y1, y2 = np.array([0, 1, 1]), np.array([1, 0, 0])
+    # a tolerance between two samples' residuals: X1 has converged and non-converged samples
+    rel = np.sort(BrianDFC(p, w).controlled_phase(X1, y1).convergence.rel_residual)
+    conv = dataclasses.replace(
+        p.convergence, tol=float(rel[1:].mean()), epsilon=10.0, include_nonconverged=False
+    )
+    p = dataclasses.replace(p, convergence=conv)
     rt = BrianDFC(p, w)
     a1 = rt.controlled_phase(X1, y1, record=("v_soma", "u"))
     a2 = rt.controlled_phase(X2, y2, record=("v_soma", "u"))
+    assert a1.converged.sum() == 2
     sa = BrianDFC(p, w, target="cpp_standalone", directory=str(tmp_path / "proj"))
     b1 = sa.controlled_phase(X1, y1, record=("v_soma", "u"))
     b2 = sa.controlled_phase(X2, y2, record=("v_soma", "u"))  # re-run with run_args, no rebuild
-    assert sa._standalone_sim.built
+    assert sa._standalone_sim.built and sa.n_builds == 1
     for a, b in ((a1, b1), (a2, b2)):
         np.testing.assert_allclose(b.v_soma[2], a.v_soma[2], atol=1e-12)
         np.testing.assert_allclose(b.u, a.u, atol=1e-12)
-        np.testing.assert_allclose(b.dW_dfc[0], a.dW_dfc[0], atol=1e-12)
+        np.testing.assert_array_equal(b.converged, a.converged)
+        for name in ("dW_dfc", "db_dfc", "dW_ss", "db_ss"):
+            for i in range(3):
+                np.testing.assert_allclose(getattr(b, name)[i], getattr(a, name)[i], rtol=0, atol=1e-12)
     assert np.abs(a1.u - a2.u).max() > 1e-3  # the second run really used the new inputs
+    assert np.abs(a1.dW_dfc[0]).max() > 1e-5  # the converged samples' update is not zero
 
 
 def test_build_from_yaml_config_and_errors_name_file_and_field(tmp_path):

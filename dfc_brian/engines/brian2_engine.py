@@ -756,6 +756,7 @@ class _Simulation:
         owner = self.owner
         weight_args = self._write_weights(owner.weights)
         keep = self.keep if keep is None else np.asarray(keep, dtype=np.float64)
+        self.X = X  # the input of this run (layer 1's presynaptic rate in the DFC-SS update)
         if owner.target == "cpp_standalone":
             if not self.built:
                 for var, val in weight_args.items():
