@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dfc_brian.engines.convergence import convergence_test
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights
@@ -563,15 +564,12 @@ class BatchedDFC:
         T = ctrl.tmax
         r_ff = res["r_ff"][-1]
 
-        # --- convergence (spec section 2): r_L[T-1] - (r* - alpha u[T-1]) = dr_L - delta_L + alpha u
+        # --- convergence (spec section 2): the test shared with the Brian2 engine
         conv = self.params.convergence
-        steady = res["u"] if ctrl.form == "code" else res["u_int"]
-        resid = (res["dr"][-1] - res["delta_L"]).astype(np.float64) + ctrl.alpha * steady
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.linalg.norm(resid, axis=1) / np.linalg.norm(r_ff, axis=1)
-        e_last_n = np.linalg.norm(res["e_last"], axis=1)
-        e0_n = np.linalg.norm(res["e0"], axis=1)
-        converged = (rel < conv.tol) & (e_last_n < conv.epsilon**2 * e0_n)
+        ct = convergence_test(
+            res["r"][-1], r_star, res["u"], res["u_int"], res["e_last"], res["e0"], r_ff, ctrl, conv
+        )
+        converged, rel, e_last_n, e0_n = ct.converged, ct.rel_residual, ct.e_last_norm, ct.e0_norm
         mask = np.ones(B, bool) if conv.include_nonconverged else converged
         n_nc = int(B - converged.sum())
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from dfc_brian.engines.convergence import ConvergenceResult, convergence_test
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model import equations as eq
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
@@ -59,11 +60,14 @@ class BrianResult:
     r_star: np.ndarray | None = None  # (N, n_L) output target
     u_end: np.ndarray | None = None  # (N, n_L) u[T-1]
     e_end: np.ndarray | None = None  # (N, n_L)
-    converged: np.ndarray | None = None  # (N,) bool, the spec's two criteria
+    u_int_end: np.ndarray | None = None  # (N, n_L) u_int[T-1]
+    converged: np.ndarray | None = None  # (N,) bool, the spec's two criteria (shared test)
+    convergence: ConvergenceResult | None = None  # the criteria's values per sample
     dW_dfc: list[np.ndarray] | None = None  # sample mean of the time-averaged update
     db_dfc: list[np.ndarray] | None = None
     dW_ss: list[np.ndarray] | None = None  # sample mean of the last-step (DFC-SS) update
     db_ss: list[np.ndarray] | None = None
+    dQ: list[np.ndarray] | None = None  # sleep estimator (plasticity='accumulate')
 
     def __getattr__(self, name):
         d = self.__dict__
@@ -195,9 +199,13 @@ class BrianDFC:
         batch-mean loss over ``batch_size`` samples (default: all rows of ``X``), computed by
         the controller population from the network's own feedforward output.
 
-        ``plasticity``: ``accumulate`` (weights fixed; DFC and DFC-SS updates returned),
-        ``online`` (continuous plasticity of W and b, minibatch of 1: the weights change
-        during the run and are read back by :meth:`get_weights`), or ``none``.
+        ``plasticity``: ``accumulate`` (weights fixed; DFC and DFC-SS updates returned, sums
+        over the samples divided by the number of samples; unless
+        ``convergence.include_nonconverged``, the samples that fail the convergence test of
+        :mod:`dfc_brian.engines.convergence` contribute zero: the simulation is re-run with
+        their updates switched off), ``online`` (continuous plasticity of W and b, minibatch
+        of 1: the weights change during the run and are read back by :meth:`get_weights`;
+        every sample counts), or ``none``.
         ``record``: any of ``v_soma, v_basal, v_apical, r, I_basal, I_apical, r_basal`` for
         the ``layers`` (1-based, default all) and ``u, u_int, e, r_star`` of the controller.
         """
@@ -213,18 +221,28 @@ class BrianDFC:
         *,
         plastic: bool = True,
         noise: bool = True,
+        plasticity: str | None = None,
         record: Sequence[str] = (),
         layers: Sequence[int] | None = None,
         neurons: Sequence[Sequence[int] | None] | None = None,
         record_every: int = 1,
     ) -> BrianResult:
-        """Feedback-learning phase: the output target is the network's own output, white
-        noise of std ``sleep.sigma`` drives the apical compartments and, with ``plastic``,
-        Q learns by the anti-Hebbian rule (continuously, read back with :meth:`get_weights`).
+        r"""Feedback-learning phase: the output target is the network's own output, white
+        noise drives the apical compartments (std ``SleepParams.sigma_layers``: ``sigma`` in
+        hidden layers, ``sigma_output_fb`` in the output layer) and Q learns by the
+        anti-Hebbian rule, pairing :math:`v^A_i[t]` with :math:`u[t+1]` over the T-1 pairs of
+        each sample (spec section 2).
+
+        ``plasticity``: ``online`` (default if ``plastic``; Q changes continuously, read back
+        with :meth:`get_weights`), ``accumulate`` (Q fixed; ``result.dQ`` is the estimator
+        :math:`-\frac{1}{\tilde\sigma^2 N (T-1)}\sum_b\sum_{t=0}^{T-2} v^A_i[t] u[t+1]^T
+        - \beta Q_i`) or ``none`` (default if not ``plastic``).
         """
         X, _ = self._check_inputs(X, None)
         phase = "sleep" if noise else "sleep_noiseless"
-        plast = "online" if plastic else "none"
+        plast = ("online" if plastic else "none") if plasticity is None else plasticity
+        if plast not in PLASTICITY:
+            raise ConfigError(f"plasticity = {plast!r} is unknown; choose one of {PLASTICITY}")
         return self._simulate(phase, plast, X, None, 1, record, layers, neurons, record_every)
 
     def train_online(
@@ -373,7 +391,31 @@ class BrianDFC:
         else:
             sim = _Simulation(self, key, ctrl, B, X, y)
         res = sim.run(X, y)
+        if phase == "controlled" and plasticity == "accumulate" and not self._include_all():
+            self._drop_nonconverged(sim, key, ctrl, B, X, y, res)
         return res
+
+    def _include_all(self) -> bool:
+        return bool(self.params.convergence.include_nonconverged)
+
+    def _drop_nonconverged(self, sim, key, ctrl, B, X, y, res: BrianResult) -> None:
+        """Time-averaged DFC update without the samples that did not converge (as the batched
+        engine: they contribute zero but still count in the mean). Samples evolve
+        independently, so a re-run with their learning signal switched off (``keep`` = 0)
+        gives exactly the sum over the converged ones."""
+        keep = res.converged
+        if keep.all():
+            return
+        if not keep.any():
+            res.dW_dfc = [np.zeros_like(x) for x in res.dW_dfc]
+            res.db_dfc = [np.zeros_like(x) for x in res.db_dfc]
+            return
+        keep = keep.astype(np.float64)
+        if self.target == "cpp_standalone":  # re-run the built project with new run_args
+            again = sim.run(X, y, keep=keep)
+        else:  # a runtime network runs once: build it again, without monitors
+            again = _Simulation(self, replace(key, record=()), ctrl, B, X, y, keep=keep).run(X, y)
+        res.dW_dfc, res.db_dfc = again.dW_dfc, again.db_dfc
 
     def _phase_controller(self, phase: str) -> ControllerParams:
         if phase == "controlled":
@@ -385,7 +427,14 @@ class _Simulation:
     """One built Brian2 network for one configuration; re-runnable with new data."""
 
     def __init__(
-        self, owner: BrianDFC, key: _SimKey, ctrl: ControllerParams, B: int, X: np.ndarray, y: np.ndarray
+        self,
+        owner: BrianDFC,
+        key: _SimKey,
+        ctrl: ControllerParams,
+        B: int,
+        X: np.ndarray,
+        y: np.ndarray,
+        keep: np.ndarray | None = None,
     ) -> None:
         import brian2 as b2
 
@@ -417,11 +466,12 @@ class _Simulation:
         self.clock_dt = ctrl.dt * tau_u
         sample_dt = T * self.clock_dt
         phase = key.phase
-        noise = phase == "sleep" and p.sleep.sigma > 0
+        sigmas = p.sleep.sigma_layers(L)  # apical noise std per layer (sleep phase)
         filtered_apical = phase != "controlled"
         apical_target = "I_apical" if filtered_apical else "v_apical"
         tau_A = ctrl.dt * tau_u if phase == "controlled" else p.sleep.tau_A * tau_u
         self.N, self.T = N, T
+        self.X = X
 
         ns = {
             "tau_u": tau_u,
@@ -447,7 +497,10 @@ class _Simulation:
         # one row per sample, plus one for the extra final step that ends the last sample
         self.x_input = b2.TimedArray(_pad(X), dt=sample_dt, name="x_input")
         self.y_input = b2.TimedArray(_pad(y), dt=sample_dt, name="y_input")
-        ns["x_input"], ns["y_input"] = self.x_input, self.y_input
+        # 1 where a sample's DFC update counts (re-run with zeros: non-converged samples dropped)
+        self.keep = np.ones(N) if keep is None else np.asarray(keep, dtype=np.float64)
+        self.keep_input = b2.TimedArray(_pad(self.keep), dt=sample_dt, name="keep_input")
+        ns["x_input"], ns["y_input"], ns["keep_input"] = self.x_input, self.y_input, self.keep_input
         self.namespace = ns
 
         # two clocks: the Euler step, and the start of each sample (every T steps)
@@ -455,7 +508,7 @@ class _Simulation:
         sample_clock = b2.Clock(dt=sample_dt, name="sample_clock")
         u_var = "u" if ctrl.proactive else "u_prev"
         fwd_plast = key.plasticity if phase == "controlled" else "none"
-        fb_plastic = phase != "controlled" and key.plasticity == "online"
+        fb_plast = "none" if phase == "controlled" else key.plasticity
         objs = []
         # Input population r_0 = x
         inp = b2.NeuronGroup(
@@ -481,6 +534,7 @@ class _Simulation:
         pre_rate = "r" if ctrl.instantaneous else "r_prev"
         for i in range(1, L + 1):
             act = spec.activations[i - 1]
+            noise = phase == "sleep" and sigmas[i - 1] > 0
             G = b2.NeuronGroup(
                 spec.sizes[i],
                 eq.layer_equations(filtered_apical, noise),
@@ -488,7 +542,7 @@ class _Simulation:
                 name=f"layer{i}",
                 order=eq.layer_order(i, "apical"),
                 clock=step_clock,
-                namespace=ns,
+                namespace={**ns, "sigma": sigmas[i - 1]},
             )
             G.t_diverged = -1
             G.run_regularly(
@@ -497,8 +551,11 @@ class _Simulation:
                 order=eq.layer_order(i, "soma"),
                 name=f"layer{i}_soma",
             )
+            start_code = eq.layer_sample_start_code(act)
+            if fwd_plast == "accumulate":
+                start_code += "\n" + eq.KEEP_SAMPLE_START_CODE
             G.run_regularly(
-                eq.layer_sample_start_code(act),
+                start_code,
                 clock=sample_clock,
                 when="groups",
                 order=eq.layer_order(i, "sample_start_layer"),
@@ -526,6 +583,14 @@ class _Simulation:
             namespace=ns,
         )
         C.r_L = b2.linked_var(out, "r")
+        if fb_plast != "none":
+            C.step_in_sample = T  # the run's first step forms no pair
+            C.run_regularly(
+                eq.CONTROLLER_COUNT_CODE,
+                when="groups",
+                order=eq.SCHEDULE["controller_count"],
+                name="controller_count",
+            )
         if not ctrl.proactive:
             C.run_regularly(
                 eq.CONTROLLER_KEEP_CODE,
@@ -577,20 +642,6 @@ class _Simulation:
             S.summed_updaters["I_basal_post"].order = eq.layer_order(i, "summed_inputs")
             if sm.on_step:
                 S.run_regularly(sm.on_step, when="groups", order=plast_order, name=f"W{i}_accumulate")
-                S.run_regularly(
-                    "dW_ss += delta_post*r_pre*int(t > 0*second)",
-                    clock=sample_clock,
-                    when="groups",
-                    order=0,
-                    name=f"W{i}_last_step",
-                )
-                G.run_regularly(
-                    "db_ss += delta*int(t > 0*second)",
-                    clock=sample_clock,
-                    when="groups",
-                    order=0,
-                    name=f"layer{i}_bias_last_step",
-                )
             if fwd_plast in eq.LEARNING_SIGNAL_CODE:
                 G.run_regularly(
                     eq.LEARNING_SIGNAL_CODE[fwd_plast],
@@ -598,7 +649,7 @@ class _Simulation:
                     order=eq.plasticity_order(L, "learning_signal"),
                     name=f"layer{i}_learning_signal",
                 )
-            fm = eq.feedback_synapse_model(u_var, fb_plastic, target=apical_target)
+            fm = eq.feedback_synapse_model(u_var, fb_plast, target=apical_target)
             F = b2.Synapses(
                 C,
                 G,
@@ -611,6 +662,13 @@ class _Simulation:
             )
             F.connect(i=_pre_index(spec.n_out, n_post), j=_post_index(spec.n_out, n_post))
             F.summed_updaters[f"{apical_target}_post"].order = eq.layer_order(i, "summed_inputs")
+            if fm.on_step:
+                F.run_regularly(
+                    fm.on_step,
+                    when="groups",
+                    order=eq.layer_order(i, "feedback_plasticity"),
+                    name=f"Q{i}_plasticity",
+                )
             self.fwd.append(S)
             self.fb.append(F)
             objs += [S, F]
@@ -650,7 +708,7 @@ class _Simulation:
         )
         self.end_mon = b2.StateMonitor(
             C,
-            ["r_L", "error", "u", "r_star"],
+            ["r_L", "error", "u", "u_int", "r_star"],
             record=True,
             clock=sample_clock,
             when="groups",
@@ -658,6 +716,21 @@ class _Simulation:
             name="monitor_sample_end",
         )
         objs += [self.start_mon, self.end_mon]
+        # every layer's state at the last step of each sample: the DFC-SS update
+        self.end_layer_mons = []
+        if fwd_plast == "accumulate":
+            for i, G in enumerate(self.layers, start=1):
+                m = b2.StateMonitor(
+                    G,
+                    ["v_soma", "v_basal", "r"],
+                    record=True,
+                    clock=sample_clock,
+                    when="groups",
+                    order=0,
+                    name=f"monitor_layer{i}_sample_end",
+                )
+                self.end_layer_mons.append(m)
+            objs += self.end_layer_mons
         self.controller = C
         self.input = inp
         self.net = b2.Network(objs)
@@ -671,17 +744,19 @@ class _Simulation:
         for i, (S, F, G) in enumerate(zip(self.fwd, self.fb, self.layers)):
             vals = {S.w: _to_synapses(w.W[i]), F.Q: _to_synapses(w.Q[i]), G.b: w.b[i]}
             if "dW_acc" in S.variables:
-                z = np.zeros(w.W[i].size)
-                vals.update(
-                    {S.dW_acc: z, S.dW_ss: z, G.db_acc: np.zeros(len(w.b[i])), G.db_ss: np.zeros(len(w.b[i]))}
-                )
+                vals.update({S.dW_acc: np.zeros(w.W[i].size), G.db_acc: np.zeros(len(w.b[i]))})
+            if "dQ_acc" in F.variables:
+                vals[F.dQ_acc] = np.zeros(w.Q[i].size)
             args.update(vals)
         return args
 
-    def run(self, X: np.ndarray, y: np.ndarray) -> BrianResult:
+    def run(self, X: np.ndarray, y: np.ndarray, keep: np.ndarray | None = None) -> BrianResult:
+        """Run with these inputs and targets; ``keep`` (N,): 1 where a sample's DFC update counts."""
         b2 = self.b2
         owner = self.owner
         weight_args = self._write_weights(owner.weights)
+        keep = self.keep if keep is None else np.asarray(keep, dtype=np.float64)
+        self.X = X  # the input of this run (layer 1's presynaptic rate in the DFC-SS update)
         if owner.target == "cpp_standalone":
             if not self.built:
                 for var, val in weight_args.items():
@@ -693,12 +768,14 @@ class _Simulation:
 
                 b2.device.compile_source(self.directory, get_compiler_and_args()[0], debug=False, clean=False)
                 self.built = True
-            run_args = {self.x_input: _pad(X), self.y_input: _pad(y)}
+            run_args = {self.x_input: _pad(X), self.y_input: _pad(y), self.keep_input: _pad(keep)}
             run_args.update(weight_args)
             b2.device.run(run_args=run_args)
         else:
             if self.built:
                 raise RuntimeError("a runtime simulation runs once; BrianDFC builds a new one per call")
+            if not np.array_equal(keep, self.keep):
+                raise RuntimeError("a runtime simulation takes `keep` when it is built")
             for var, val in weight_args.items():
                 var[:] = val
             self.net.run(self.duration, namespace=self.namespace)
@@ -740,23 +817,37 @@ class _Simulation:
                     a = np.asarray(getattr(self.ctrl_mon, CONTROLLER_RECORDABLE[v]))[:, : N * n_rec]
                     res.controller_vars[v] = a.T.reshape(N, n_rec, -1)
         start = {v: np.asarray(getattr(self.start_mon, v)).T[:N] for v in ("r_L", "error")}
-        end = {v: np.asarray(getattr(self.end_mon, v)).T[1 : N + 1] for v in ("r_L", "error", "u", "r_star")}
+        end_vars = ("r_L", "error", "u", "u_int", "r_star")
+        end = {v: np.asarray(getattr(self.end_mon, v)).T[1 : N + 1] for v in end_vars}
         res.r_L_ff, res.r_L_end, res.u_end, res.e_end = start["r_L"], end["r_L"], end["u"], end["error"]
-        res.r_star = end["r_star"]
-        alpha = self.ctrl.alpha
-        tol, eps = owner.params.convergence.tol, owner.params.convergence.epsilon
-        dev = np.linalg.norm(res.r_L_end - (res.r_star - alpha * res.u_end), axis=1)
-        ok1 = dev / np.maximum(np.linalg.norm(res.r_L_ff, axis=1), 1e-300) < tol
-        ok2 = np.linalg.norm(res.e_end, axis=1) < eps**2 * np.linalg.norm(start["error"], axis=1)
-        res.converged = ok1 & ok2
+        res.r_star, res.u_int_end = end["r_star"], end["u_int"]
+        conv = owner.params.convergence
+        res.convergence = convergence_test(
+            res.r_L_end,
+            res.r_star,
+            res.u_end,
+            res.u_int_end,
+            res.e_end,
+            start["error"],
+            res.r_L_ff,
+            self.ctrl,
+            conv,
+        )
+        res.converged = res.convergence.converged
         if key.phase == "controlled" and key.plasticity == "accumulate":
-            res.dW_dfc, res.db_dfc, res.dW_ss, res.db_ss = [], [], [], []
+            res.dW_dfc, res.db_dfc = [], []
             for i, (S, G) in enumerate(zip(self.fwd, self.layers)):
                 shape = (spec.sizes[i + 1], spec.sizes[i])
                 res.dW_dfc.append(_from_synapses(S.dW_acc[:], shape) / N)
-                res.dW_ss.append(_from_synapses(S.dW_ss[:], shape) / N)
                 res.db_dfc.append(np.asarray(G.db_acc[:]) / N)
-                res.db_ss.append(np.asarray(G.db_ss[:]) / N)
+            mask = np.ones(N, bool) if conv.include_nonconverged else res.converged
+            res.dW_ss, res.db_ss = self._steady_state_update(mask)
+        if key.plasticity == "accumulate" and key.phase != "controlled":
+            s2, Tm1 = owner.params.sleep.sigma_tilde**2, T - 1
+            res.dQ = []
+            for i, F in enumerate(self.fb):
+                S_Q = _from_synapses(F.dQ_acc[:], owner.weights.Q[i].shape)
+                res.dQ.append(-S_Q / (s2 * N * Tm1) - owner.beta * owner.weights.Q[i])
         # read back the (possibly learned) weights
         if key.plasticity == "online":
             w = owner.weights
@@ -769,6 +860,29 @@ class _Simulation:
                     if not np.all(np.isfinite(a)):
                         raise DivergenceError(i, N * T - 1, key.phase, f"{name}[{i}] became non-finite")
         return res
+
+    def _steady_state_update(self, mask: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        r"""DFC-SS from the state at the last step of each sample (spec section 2): the basal
+        input is rebuilt from the presynaptic rate at T-1,
+        :math:`\phi(v^{B\prime} + \Delta v) - \phi(v^{B\prime})` with
+        :math:`v^{B\prime} = W_i r_{i-1}[T-1] + b_i` and :math:`\Delta v = v[T-1] - v^B[T-1]`
+        (equal to :math:`\phi(v) - \phi(v^B)` with instantaneous transmission). Samples where
+        ``mask`` is False contribute zero; the sum is divided by the number of samples."""
+        N = self.N
+        spec = self.owner.params.network
+        w = self.owner.weights
+        m = mask.astype(np.float64)[:, None]
+        pre = self.X
+        dW, db = [], []
+        for i, mon in enumerate(self.end_layer_mons):
+            v, vB, r = (np.asarray(getattr(mon, k)).T[1 : N + 1] for k in ("v_soma", "v_basal", "r"))
+            vB_re = pre @ w.W[i].T + w.b[i]
+            act = spec.activations[i]
+            d = (_phi(act, vB_re + (v - vB)) - _phi(act, vB_re)) * m
+            dW.append(d.T @ pre / N)
+            db.append(d.sum(axis=0) / N)
+            pre = r
+        return dW, db
 
     def scheduling_summary(self):
         """Brian2's schedule of this network (check the `order` of every code runner)."""
@@ -820,9 +934,20 @@ def _from_synapses(values, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(values).reshape(shape[1], shape[0]).T.copy()
 
 
+def _phi(activation: str, v: np.ndarray) -> np.ndarray:
+    r""":math:`\phi` in NumPy, as :data:`dfc_brian.model.equations.PHI` writes it for Brian2."""
+    if activation == "tanh":
+        return np.tanh(v)
+    if activation == "linear":
+        return v
+    if activation == "relu":
+        return np.maximum(v, 0.0)
+    raise ConfigError(f"unknown activation {activation!r}")
+
+
 def _pad(a: np.ndarray) -> np.ndarray:
     """Repeat the last row: the extra final step of a run reads one row past the samples."""
-    return np.vstack([a, a[-1:]])
+    return np.concatenate([a, a[-1:]])
 
 
 __all__ = ["BrianDFC", "BrianResult", "DivergenceError", "TARGETS"]

@@ -30,6 +30,14 @@ Plasticity (local in space and time):
     \tau_W \frac{dW_i}{dt} = (\phi(v_i) - \phi(v_i^B))\, r_{i-1}^T, \qquad
     \tau_Q \frac{dQ_i}{dt} = -\frac{1}{\tilde\sigma^2} v_i^A u^T - \beta Q_i.
 
+The feedback rule is discretised as the authors estimate it (spec section 2, sleep phase):
+each step pairs the apical voltage *before* its update with the *new* control signal,
+:math:`v^A_i[t]\, u[t+1]^T`, for the T-1 pairs t = 0..T-2 of a sample (the Q plasticity
+runs after the controller and before the layer's apical update, see :data:`SCHEDULE`; the
+controller's step counter ``step_in_sample`` drops the pair that would straddle two samples).
+The noise std of the apical compartments is per layer (``SleepParams.sigma_layers``: hidden
+layers ``sigma``, output layer ``sigma_output_fb``).
+
 Discretisation (one Brian2 time step = one step of the spec, ``dt`` = ``controller.dt``):
 
 1. controller: :math:`e[t] = r_L^* - r_L[t]`, :math:`u^{int}[t+1] = u^{int}[t] + dt(e[t] - \alpha u[t])`
@@ -73,11 +81,13 @@ def phi(activation: str, var: str) -> str:
 # ---------------------------------------------------------------------------------------------
 SCHEDULE = {
     "controller_keep_u": 1,  # u_prev = u (used when the controller is not proactive)
+    "controller_count": 1,  # step_in_sample += 1 (sleep phase: which steps form Q pairs)
     "controller_integrate": 2,  # state updater: u_int[t+1] (Euler)
     "controller_output": 3,  # u[t+1] = u_int[t+1] + k_p e[t]
     "sample_start_input": 4,  # new sample: load x into the input population
     "keep_rates": 6,  # every layer: r_prev = r (non-instantaneous transmission only)
     # per layer, offsets from 100*i:
+    "feedback_plasticity": -5,  # Q_i: pair v_apical[t] (not yet updated) with u[t+1] (new)
     "summed_inputs": -4,  # W r_{i-1} -> I_basal, Q u -> I_apical (summed synapses)
     "apical": -2,  # state updater: Euler(-Maruyama) step of v_apical (sleep phase)
     "soma": -1,  # v_basal, v_soma Euler step, rates, divergence check, bias plasticity
@@ -129,7 +139,7 @@ def layer_equations(filtered_apical: bool, noise: bool) -> str:
     r_prev : 1          # r of the previous step (non-instantaneous transmission)
     b : 1               # bias b_i
     db_acc : 1          # time-averaged bias update (DFC), accumulated during the phase
-    db_ss : 1           # last-step bias update (DFC-SS)
+    keep : 1            # 1 if the current sample's DFC update counts, else 0 (convergence)
     delta : 1           # learning signal phi(v_soma) - phi(v_basal), set before the plasticity
     t_diverged : 1      # first time (units of tau_u) |v_soma| > v_max or NaN; -1 if never
     """
@@ -161,10 +171,14 @@ LEARNING_SIGNAL_CODE = {
     b += dt*delta/tau_W      # tau_W db/dt = phi(v) - phi(v_B)
     """,
     "accumulate": """
-    delta = r - r_basal      # phi(v) - phi(v_B)
-    db_acc += delta/T_steps  # time-averaged DFC bias update
+    delta = keep*(r - r_basal)  # phi(v) - phi(v_B), zero for a sample whose update is dropped
+    db_acc += delta/T_steps     # time-averaged DFC bias update
     """,
 }
+# Accumulate mode: whether the new sample's update counts (TimedArray `keep_input`, one value per
+# sample; the engine re-runs with zeros for the samples that did not converge, see
+# ``convergence.include_nonconverged``).
+KEEP_SAMPLE_START_CODE = "keep = keep_input(t)"
 
 
 def layer_sample_start_code(activation: str) -> str:
@@ -207,6 +221,7 @@ def controller_equations(form: str) -> str:
     sum_exp : 1                              # sum_j exp(r_L_j), for a softmax (CE) target
     u : 1                                    # control signal u, sent to all apical compartments
     u_prev : 1                               # u of the previous step (non-proactive feedback)
+    step_in_sample : 1                       # steps since the sample started (0 at its first)
     """
 
 
@@ -216,6 +231,7 @@ def controller_output_code(form: str) -> str:
 
 
 CONTROLLER_KEEP_CODE = "u_prev = u"
+CONTROLLER_COUNT_CODE = "step_in_sample += 1"
 # New sample: the output target from the network's own feedforward output r_L^- and the
 # label/target y of the sample (batch-mean loss over B samples: target_scale = lambda/B).
 TARGET_CODE = {
@@ -227,6 +243,7 @@ CONTROLLER_SAMPLE_START_CODE = """
 u_int = 0
 u = 0
 u_prev = 0
+step_in_sample = 0
 """
 
 
@@ -244,9 +261,10 @@ class SynapseModel:
 def forward_synapse_model(pre_rate: str, plasticity: str) -> SynapseModel:
     """Forward weights W_i: carry W r_{i-1} into the basal compartment.
 
-    plasticity: ``none``; ``accumulate`` (the DFC time-averaged update and the DFC-SS
-    last-step update are accumulated in ``dW_acc``/``dW_ss`` while the weights stay fixed,
-    to be applied by an optimiser outside); ``online`` (continuous plasticity
+    plasticity: ``none``; ``accumulate`` (the DFC time-averaged update is accumulated in
+    ``dW_acc`` while the weights stay fixed, to be applied by an optimiser outside; the
+    last-step DFC-SS update is computed by the engine from the states at the end of each
+    sample); ``online`` (continuous plasticity
     :math:`\\tau_W \\dot W = (\\phi(v) - \\phi(v^B)) r_{i-1}^T`, minibatch of 1).
     """
     if plasticity == "online":
@@ -256,24 +274,38 @@ def forward_synapse_model(pre_rate: str, plasticity: str) -> SynapseModel:
     lines = [weight, f"I_basal_post = w*{pre_rate}_pre : 1 (summed)  # basal input W_i r_(i-1)"]
     code = ""
     if plasticity == "accumulate":
-        lines += ["dW_acc : 1  # time-averaged DFC update", "dW_ss : 1  # DFC-SS update (last step)"]
+        lines += ["dW_acc : 1  # time-averaged DFC update"]
         code = "dW_acc += delta_post*r_pre/T_steps"
     return SynapseModel("\n".join(lines), code)
 
 
-def feedback_synapse_model(u_var: str, plastic: bool, target: str = "I_apical") -> SynapseModel:
-    """Feedback weights Q_i: carry Q u into the apical compartment.
+# A step forms a (v_A[t], u[t+1]) pair of the sleep estimator when it is not the first step of a
+# sample (step_in_sample = 1..T-1 after the controller's count; T at a sample's first step).
+PAIR_OK = "int(step_in_sample_pre < T_steps - 0.5)"
 
-    With ``plastic`` the anti-Hebbian rule
-    :math:`\\tau_Q \\dot Q = -\\tilde\\sigma^{-2} v^A u^T - \\beta Q` runs (sleep phase).
+
+def feedback_synapse_model(u_var: str, plasticity: str, target: str = "I_apical") -> SynapseModel:
+    r"""Feedback weights Q_i: carry Q u into the apical compartment.
+
+    ``plasticity`` (sleep phase; its code runs at ``feedback_plasticity``, after the controller
+    and before the layer's apical update, so it pairs :math:`v^A[t]` with :math:`u[t+1]`):
+
+    - ``none``: Q fixed;
+    - ``accumulate``: Q fixed, ``dQ_acc`` sums :math:`v^A_i[t]\, u[t+1]^T` over the T-1 pairs
+      t = 0..T-2 of every sample (the engine scales it by :math:`-1/(\tilde\sigma^2 N (T-1))`);
+    - ``online``: the anti-Hebbian rule
+      :math:`Q \leftarrow Q + \frac{dt}{\tau_Q}\big(-\frac{T}{T-1}\tilde\sigma^{-2}
+      v^A[t]\,u[t+1]^T\,[\text{pair}] - \beta Q\big)` every step, so that one sample (duration
+      T dt) moves Q by :math:`T dt/\tau_Q` times the sleep estimator (plus the decay).
     """
-    if plastic:
-        weight = (
-            "dQ/dt = -(v_apical_post*u_pre/sigma_tilde**2 + beta*Q)/tau_Q : 1 (clock-driven)"
-            "  # Q_i[post, pre], anti-Hebbian"
-        )
-    else:
-        weight = "Q : 1  # feedback weight Q_i[post, pre]"
-    return SynapseModel(
-        "\n".join([weight, f"{target}_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u"])
-    )
+    lines = ["Q : 1  # feedback weight Q_i[post, pre]"]
+    code = ""
+    if plasticity == "accumulate":
+        lines.append("dQ_acc : 1  # sum over the sleep pairs of v_A[t] u[t+1]")
+        code = f"dQ_acc += {PAIR_OK}*v_apical_post*u_pre"
+    elif plasticity == "online":
+        code = f"Q += dt/tau_Q*(-{PAIR_OK}*T_steps/(T_steps - 1)*v_apical_post*u_pre/sigma_tilde**2 - beta*Q)"
+    elif plasticity != "none":
+        raise ValueError(f"unknown feedback plasticity {plasticity!r}")
+    lines.append(f"{target}_post = Q*{u_var}_pre : 1 (summed)  # apical input Q_i u")
+    return SynapseModel("\n".join(lines), code)
