@@ -49,6 +49,7 @@ SECTIONS = (
     "training",
     "data",
     "curves",  # toy figure configs: which curves to record
+    "analysis",  # toy figure configs: gn_damping, the damping of the GN / MN reference updates
     "brian2",  # demo: Brian2-only plasticity parameters (read by dfc_brian.demo)
     "seed",  # demo: its seed
 )

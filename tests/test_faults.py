@@ -299,3 +299,20 @@ def _umask() -> int:
     m = os.umask(0o022)
     os.umask(m)
     return m
+
+
+def test_a_zombie_process_holds_no_lock():
+    """A killed run not yet reaped by init (a zombie) must not keep its run directory locked."""
+    from dfc_brian.experiments.guards import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while time.time() < deadline:  # exited but not waited for: a zombie
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    assert state == "Z"
+    assert _pid_alive(os.getpid()) and not _pid_alive(child.pid)
+    child.wait()
+    assert not _pid_alive(child.pid)

@@ -79,6 +79,8 @@ def check_out_dir(out: str | os.PathLike) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running. A zombie (killed, not yet reaped: a container whose
+    init does not reap orphans keeps them) holds no lock, so it counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,7 +89,11 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return False
-    return True
+    try:  # Linux: the state letter follows the parenthesised command name
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 class RunLock:

@@ -39,7 +39,7 @@ from dfc_brian.engines.baselines import dfa_gradient
 from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
-from dfc_brian.experiments.results import array_json, json_array, load_checkpoint, save_checkpoint
+from dfc_brian.experiments.results import array_json, atomic_savez, json_array, load_npz
 from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
@@ -570,7 +570,7 @@ def fig3(
         hist: dict[str, list[float]] = {}
         wall0 = 0.0
         if ckpt is not None and ckpt.exists():
-            st = load_checkpoint(ckpt)
+            st = load_npz(ckpt)
             if array_json(st["run_id"]) != array_json(json_array(run_id)):
                 raise ConfigError(f"{ckpt} belongs to another Fig. 3 run; remove it or use another folder")
             method.load_state_dict(
@@ -647,7 +647,7 @@ def _fig3_checkpoint(
         hist=json_array({k: [float(x) for x in v] for k, v in hist.items()}),
         wall_s=np.array(wall_s),
     )
-    save_checkpoint(ckpt, arrays)
+    atomic_savez(ckpt, arrays)
 
 
 def load_fig3(stem: str | Path) -> dict[str, Any]:
