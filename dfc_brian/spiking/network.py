@@ -97,6 +97,10 @@ class SpikingDFC:
 
         p = self.p
         if self.target == "cpp_standalone":
+            from brian2.devices.cpp_standalone.device import CPPStandaloneDevice
+
+            if isinstance(b2.get_device(), CPPStandaloneDevice):
+                b2.device.reinit()  # a second network in the same process
             b2.set_device("cpp_standalone", directory=self.build_dir, build_on_run=False)
         else:
             b2.set_device("runtime")
