@@ -34,10 +34,10 @@ def test_configs_load_and_bad_values_name_the_field():
 
 
 def test_spike_count_matches_rho_f_v_within_poisson_error():
-    """100 neurons clamped at v = b (no input, no feedback): counts in 1 s ~ Binomial(n, rho f(b) dt)."""
+    """100 neurons clamped at v = b (no input, no feedback): counts in 0.6 s ~ Binomial(n, rho f(b) dt)."""
     n = 100
     p = SpikingParams(
-        sizes=(1, n, 1), dt=0.5, tau_v=0.5, tau_A=0.5, rho_max=200.0, T_sample=1100.0, t_settle=10.0,
+        sizes=(1, n, 1), dt=0.5, tau_v=0.5, tau_A=0.5, rho_max=200.0, T_sample=700.0, t_settle=10.0,
         t_avg=10.0, t_plastic=100.0, eta=0.0, dt_plasticity=0.5, seed=3,
     )  # fmt: skip
     b1 = np.linspace(-3.0, 3.0, n)
@@ -46,13 +46,13 @@ def test_spike_count_matches_rho_f_v_within_poisson_error():
     out = net.run(np.zeros((1, 1)), np.zeros((1, 1)), learn=False, control=False)
     t, i = out["spike_t1"], out["spike_i1"]
     counts = np.bincount(i[t >= 100.0], minlength=n).astype(float)
-    n_steps = 1000.0 / p.dt
+    n_steps = 600.0 / p.dt
     prob = p.rho_max * _logistic(b1) * p.dt * 1e-3
     mean, var = n_steps * prob, n_steps * prob * (1 - prob)
     z = (counts - mean) / np.sqrt(var)
     chi2 = float(np.sum(z**2))
     assert stats.chi2.sf(chi2, df=n) > 1e-3, f"chi2 = {chi2:.1f} for {n} dof"
-    assert abs(counts.sum() / mean.sum() - 1.0) < 0.02  # total: ~10^4 spikes, 1 % Poisson error
+    assert abs(counts.sum() / mean.sum() - 1.0) < 0.04  # total: ~6000 spikes, 1.3 % Poisson error
 
 
 def _relu_case():
@@ -78,11 +78,18 @@ def _relu_case():
     return p, Weights(W, b, Q), x, y, mp
 
 
-def test_rate_limit_controlled_steady_state_equals_rate_model():
-    """Spikes replaced by expected rates: the steady state is the rate model's (BatchedDFC) to 1e-4."""
+@pytest.fixture(scope="module")
+def relu_run():
+    """One sample of the relu case in the rate limit, plasticity on in its last 20 ms (eta tiny)."""
     p, w, x, y, mp = _relu_case()
     net = SpikingDFC(p, w, record_neurons=6, record_dt=0.1)
-    out = net.run(x, y, learn=False)
+    out = net.run(x, y, learn=True)
+    return p, w, x, y, mp, out, net.get_weights()
+
+
+def test_rate_limit_controlled_steady_state_equals_rate_model(relu_run):
+    """Spikes replaced by expected rates: the steady state is the rate model's (BatchedDFC) to 1e-4."""
+    p, w, x, y, mp, out, _ = relu_run
     r_star = out["ctrl_r_star"][:, -1][None, :]
     ff = BatchedDFC(mp, w.copy()).feedforward(x)[1][-1]
     # r^- of the spiking network (mean basal prediction before control) is the feedforward output
@@ -95,14 +102,10 @@ def test_rate_limit_controlled_steady_state_equals_rate_model():
     np.testing.assert_allclose(out["ctrl_u"][:, -1], res.u_last[0], atol=1e-3)
 
 
-def test_rate_limit_of_the_rule_is_the_online_dfc_update():
+def test_rate_limit_of_the_rule_is_the_online_dfc_update(relu_run):
     """tau_W dW/dt = (S/rho - f(v_B)) PSP_pre with S/rho -> f(v): dW = eta T (phi(v) - phi(v_B)) r_pre^T,
     with v, v_B, r_pre the rate model's steady state (plasticity on in the last 20 ms only)."""
-    p, w, x, y, mp = _relu_case()
-    net = SpikingDFC(p, w)
-    net.run(x, y, learn=True)
-    w1 = net.get_weights()
-    out = SpikingDFC(p, w, record_neurons=6, record_dt=0.1).run(x, y, learn=False)
+    p, w, x, y, mp, out, w1 = relu_run
     res = BatchedDFC(mp, w.copy()).controlled_phase(x, out["ctrl_r_star"][:, -1][None, :])
     window = (p.T_sample - p.t_plastic) * 1e-3
     pre = [x[0], res.r_last[0][0]]

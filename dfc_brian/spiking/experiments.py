@@ -115,10 +115,14 @@ def online_run(
         out[f"ckpt_W{i}"], out[f"ckpt_b{i}"] = out[f"ckpt_W{i}"][keep], out[f"ckpt_b{i}"][keep]
     w1 = net.get_weights()
     loss = _checkpoint_losses(out, L, Xte, Yte)
+    final = mse(feedforward(w1.W, w1.b, Xte), Yte)
+    samples = np.round(out["ckpt_t_ms"][keep] / p.T_sample).astype(int)
+    if samples[-1] < n_tr:  # the last checkpoint is the final state only if the run went on (readout)
+        samples, loss = np.r_[samples, n_tr], np.r_[loss, final]
     res: dict[str, Any] = {
-        "samples": np.round(out["ckpt_t_ms"][keep] / p.T_sample).astype(int),
+        "samples": samples,
         "test_loss": loss,
-        "final_test_loss": mse(feedforward(w1.W, w1.b, Xte), Yte),
+        "final_test_loss": final,
         "wall_s": wall,
         "sim_s": (n_tr + n_readout) * p.T_sample * 1e-3,
         "n_spikes_out": out["n_spikes"][-1],
@@ -243,6 +247,8 @@ def mnist(
          for k in range(ck["ckpt_W0"].shape[0])]
     )  # fmt: skip
     w1 = r["weights"]
+    if acc.shape[0] < r["samples"].shape[0]:
+        acc = np.r_[acc, accuracy(w1.W, w1.b, xte, lte)]
     out = {
         "samples": r["samples"],
         "test_accuracy": acc,

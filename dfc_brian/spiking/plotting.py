@@ -75,3 +75,18 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
     ax.set_ylabel(f"test loss after {int(res['n_train'])} samples")
     ax.legend()
     return fig
+
+
+def plot_mnist(res: Mapping[str, Any]) -> Figure:
+    """MNIST test accuracy (expected output of the learned weights) against online samples:
+    the spiking network, the same with its hidden layer frozen, and the untrained network."""
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.subplots()
+    for tag, label, color in (("full", "spiking DFC", "C0"), ("frozen_hidden", "hidden layer frozen", "C2")):
+        if f"{tag}_test_accuracy" in res:
+            ax.plot(res[f"{tag}_samples"], res[f"{tag}_test_accuracy"], "o-", color=color, label=label)
+    ax.axhline(float(np.asarray(res["full_test_accuracy"])[0]), color="0.4", ls="--", label="untrained")
+    ax.set_xlabel("training samples (online, 150 ms each)")
+    ax.set_ylabel("test accuracy (10 000 images)")
+    ax.legend()
+    return fig
