@@ -2,7 +2,7 @@
 """Write ``notebooks/spiking_dfc.ipynb`` (outputs empty), in the pattern of ``build_notebooks.py``.
 
 Run ``.venv/bin/python notebooks/build_spiking_notebook.py``. QUICK (``DFC_QUICK=1``, default):
-two samples of the spiking student on the numpy target (seconds) and the committed learning
+one sample of the spiking student on the numpy target (seconds) and the committed learning
 results of ``figures/spiking/``; ``DFC_QUICK=0`` recomputes the learning results (minutes,
 cpp_standalone).
 """

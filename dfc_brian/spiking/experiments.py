@@ -269,9 +269,9 @@ def mnist(
 def demo(quick: bool = True, seed: int = 0, config: str = "toy_student_teacher") -> dict[str, Any]:
     """A few samples of the spiking student (numpy target, learning on) with every monitor:
     spikes of all layers, v_basal / v_apical / v_soma of 3 neurons per layer, u, r_L, r*.
-    QUICK: 2 samples at dt = 0.2 ms (seconds); otherwise 4 samples at the config's dt."""
+    QUICK: 1 sample at dt = 0.2 ms (seconds); otherwise 4 samples at the config's dt."""
     p, cfg = load(config)
-    n = 2 if quick else 4
+    n = 1 if quick else 4
     if quick:
         p = p.replace(dt=0.2, dt_plasticity=0.2)
     Xtr, Ytr, _, _ = positive_student_teacher(p.sizes, 1000 + seed, n, 1)
@@ -318,4 +318,4 @@ def tradeoff(
                 loss[a, c, s_i], wall[a, c, s_i] = r["final_test_loss"], r["wall_s"]
                 print(f"rho {rho:.0f} Hz, T {T:.0f} ms, seed {s}: {r['final_test_loss']:.4f}", flush=True)
     return {"rho_max": np.array(rhos), "T_sample": np.array(T_samples), "seeds": np.array(seeds),
-            "test_loss": loss, "wall_s": wall, "n_train": n_train}  # fmt: skip
+            "test_loss": loss, "wall_s": wall, "n_train": np.array(n_train)}  # fmt: skip
