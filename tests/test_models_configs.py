@@ -8,7 +8,7 @@ from dfc_brian.config import MODELS_DIR, load_config
 from dfc_brian.experiments import train as T
 from dfc_brian.model.params import ModelParams
 
-CONFIGS = sorted(MODELS_DIR.rglob("*.yaml"))
+CONFIGS = sorted(p for p in MODELS_DIR.rglob("*.yaml") if p.parent.name != "spiking")  # spiking: own test
 ROWS = ("bp", "dfc", "dfc_ss", "dfc_ssa", "dfc_fixed", "dfc_ss_fixed", "dfc_ssa_fixed", "dfa")
 COLUMNS = ("mnist", "fashion_mnist", "mnist_autoencoder", "mnist_trainloss")
 
