@@ -1,0 +1,321 @@
+"""Experiments of the spiking DFC network (issue 11): student-teacher and MNIST, online.
+
+Every function returns a flat dict of numpy arrays and scalars that :func:`save` writes as
+npz + JSON. The test loss of a weight checkpoint is the loss of the network's *expected* output
+(the rate feedforward pass :math:`r_i = f(W_i r_{i-1} + b_i)` of the learned weights), so that
+spiking and rate networks are compared on what they learned, not on readout noise; the spiking
+readout (output spike counts) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfc_brian.config import load_config
+from dfc_brian.model.params import ConfigError
+from dfc_brian.model.weights import Weights, weight_product_Q
+from dfc_brian.spiking.network import SpikingDFC
+from dfc_brian.spiking.params import SpikingParams
+
+
+def load(name: str | Path) -> tuple[SpikingParams, dict[str, Any]]:
+    """Params and raw config of ``models/spiking/<name>.yaml`` (or a path)."""
+    p = Path(name)
+    cfg = load_config(p if p.suffix else Path("spiking") / p.name if not p.is_file() else p)
+    try:
+        return SpikingParams.from_dict(cfg), cfg
+    except ConfigError as err:
+        raise ConfigError(f"{name}: {err}") from None
+
+
+def logistic(v: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def feedforward(W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Expected output f(W_L ... f(W_1 x + b_1) ... + b_L) (logistic f), X (N, n_0)."""
+    r = X
+    for w, bi in zip(W, b):
+        r = logistic(r @ w.T + bi)
+    return r
+
+
+def mse(r: np.ndarray, y: np.ndarray) -> float:
+    """L = ||r - y||^2 / n_L averaged over samples (the loss of the target r* = r - lambda dL/dr)."""
+    return float(np.mean(np.sum((r - y) ** 2, axis=1) / y.shape[1]))
+
+
+def init_student(sizes: tuple[int, ...], seed: int, gain: float) -> Weights:
+    """W_i ~ N(0, (gain / sqrt(n_{i-1}))^2), b_i = 0, Q_i fixed to the weight product (Q_L = I)."""
+    rng = np.random.default_rng(seed)
+    W = [rng.normal(0.0, gain / np.sqrt(sizes[i]), (sizes[i + 1], sizes[i])) for i in range(len(sizes) - 1)]
+    b = [np.zeros(n) for n in sizes[1:]]
+    return Weights(W, b, weight_product_Q(W))
+
+
+def positive_student_teacher(
+    sizes: tuple[int, ...], seed: int, n_train: int, n_test: int, gain: float = 3.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Realisable positive-rate task: a fixed random logistic teacher of the student's shape.
+
+    Teacher W_i ~ N(0, (gain / sqrt(n_{i-1}))^2), b_i = -0.5 sum_j W_ij (centres the inputs
+    x ~ U(0, 1)); targets y = teacher(x) in (0, 1).
+    """
+    rng = np.random.default_rng(seed)
+    W = [rng.normal(0.0, gain / np.sqrt(sizes[i]), (sizes[i + 1], sizes[i])) for i in range(len(sizes) - 1)]
+    b = []
+    for i, w in enumerate(W):
+        mean_in = 0.5 if i == 0 else 0.5  # inputs and logistic rates are centred near 0.5
+        b.append(-mean_in * w.sum(axis=1))
+    X = rng.uniform(0.0, 1.0, (n_train + n_test, sizes[0]))
+    Y = feedforward(W, b, X)
+    return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
+
+
+def _checkpoint_losses(out: dict[str, Any], L: int, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    losses = []
+    for k in range(out["ckpt_W0"].shape[0]):
+        W = [out[f"ckpt_W{i}"][k] for i in range(L)]
+        b = [out[f"ckpt_b{i}"][k] for i in range(L)]
+        losses.append(mse(feedforward(W, b, X), Y))
+    return np.array(losses)
+
+
+def online_run(
+    p: SpikingParams,
+    w0: Weights,
+    Xtr: np.ndarray,
+    Ytr: np.ndarray,
+    Xte: np.ndarray,
+    Yte: np.ndarray,
+    every: int,
+    target: str = "cpp_standalone",
+    n_readout: int = 0,
+    build_dir: str = "/tmp/dfc_spiking_standalone",
+) -> dict[str, Any]:
+    """Train online on (Xtr, Ytr), then present ``n_readout`` test samples with learning and
+    control off (spiking readout); test loss of the expected output at every ``every`` samples."""
+    n_tr = Xtr.shape[0]
+    X = np.concatenate([Xtr, Xte[:n_readout]])
+    Y = np.concatenate([Ytr, Yte[:n_readout]])
+    flags = np.r_[np.ones(n_tr), np.zeros(n_readout)]
+    net = SpikingDFC(p, w0, target=target, record_weights_every=every, build_dir=build_dir)
+    t0 = time.perf_counter()
+    out = net.run(X, Y, learn=flags, control=flags)
+    wall = time.perf_counter() - t0
+    L = p.n_layers
+    keep = out["ckpt_t_ms"] <= n_tr * p.T_sample + 1e-6
+    for i in range(L):
+        out[f"ckpt_W{i}"], out[f"ckpt_b{i}"] = out[f"ckpt_W{i}"][keep], out[f"ckpt_b{i}"][keep]
+    w1 = net.get_weights()
+    loss = _checkpoint_losses(out, L, Xte, Yte)
+    final = mse(feedforward(w1.W, w1.b, Xte), Yte)
+    samples = np.round(out["ckpt_t_ms"][keep] / p.T_sample).astype(int)
+    if samples[-1] < n_tr:  # the last checkpoint is the final state only if the run went on (readout)
+        samples, loss = np.r_[samples, n_tr], np.r_[loss, final]
+    res: dict[str, Any] = {
+        "samples": samples,
+        "test_loss": loss,
+        "final_test_loss": final,
+        "wall_s": wall,
+        "sim_s": (n_tr + n_readout) * p.T_sample * 1e-3,
+        "n_spikes_out": out["n_spikes"][-1],
+        "weights": w1,
+        "ckpt": {k: v for k, v in out.items() if k.startswith("ckpt_")},
+    }
+    if n_readout:
+        window = (p.T_sample - p.t_plastic) * 1e-3
+        r_spk = out["output_counts"][n_tr:] / (p.rho_max * window)
+        res["readout_loss"] = mse(r_spk, Yte[:n_readout])
+        res["readout_rate"] = r_spk
+    return res
+
+
+def student_teacher(
+    config: str = "toy_student_teacher",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    modes: tuple[str, ...] = ("spiking", "rate"),
+    n_train: int | None = None,
+    n_test: int | None = None,
+    every: int = 25,
+    target: str = "cpp_standalone",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Online student-teacher learning: spiking vs rate (expected rates) vs untrained, per seed."""
+    p0, cfg = load(config)
+    if overrides:
+        p0 = p0.replace(**overrides)
+    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    n_train = int(n_train or tr.get("n_train", 300))
+    n_test = int(n_test or tr.get("n_test", 200))
+    result: dict[str, Any] = {
+        "seeds": np.array(seeds),
+        "n_train": n_train,
+        "n_test": n_test,
+        "target": target,
+    }
+    for mode in modes:
+        losses, walls, finals = [], [], []
+        for s in seeds:
+            Xtr, Ytr, Xte, Yte = positive_student_teacher(
+                p0.sizes,
+                int(da.get("teacher_seed", 1000)) + s,
+                n_train,
+                n_test,
+                float(da.get("teacher_gain", 3.0)),
+            )
+            w0 = init_student(p0.sizes, s, float(tr.get("init_gain", 2.0)))
+            p = p0.replace(mode=mode, seed=s)
+            r = online_run(
+                p, w0, Xtr, Ytr, Xte, Yte, every, target=target, build_dir=f"/tmp/dfc_spk_{mode}_{s}"
+            )
+            losses.append(r["test_loss"])
+            walls.append(r["wall_s"])
+            finals.append(r["final_test_loss"])
+            result["samples"] = r["samples"]
+            print(f"{mode} seed {s}: test loss {r['test_loss'][0]:.4f} -> {r['final_test_loss']:.4f} "
+                  f"({r['wall_s']:.1f} s wall, {target})", flush=True)  # fmt: skip
+        result[f"{mode}_test_loss"] = np.array(losses)
+        result[f"{mode}_final"] = np.array(finals)
+        result[f"{mode}_wall_s"] = np.array(walls)
+    result["untrained_test_loss"] = result[f"{modes[0]}_test_loss"][:, 0]
+    result["params"] = p0.to_dict()
+    return result
+
+
+def save(result: Mapping[str, Any], stem: str | Path) -> tuple[Path, Path]:
+    """npz (arrays) + JSON (scalars, lists, params) under ``stem``."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, np.ndarray)}
+    np.savez_compressed(stem.with_suffix(".npz"), **arrays)
+    doc = {k: v for k, v in result.items() if not isinstance(v, (np.ndarray, Weights))}
+    doc.update({k: np.asarray(v).tolist() for k, v in arrays.items() if np.asarray(v).size <= 64})
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float))
+    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+def load_mnist(root: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST as input rates: pixels / 255 in [0, 1] (N, 784), integer labels (train, test)."""
+    from dfc_brian.experiments.data import load_raw
+
+    xtr, ltr = load_raw("mnist", "train", root)
+    xte, lte = load_raw("mnist", "test", root)
+    return xtr.reshape(-1, 784) / 255.0, ltr, xte.reshape(-1, 784) / 255.0, lte
+
+
+def accuracy(W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray, labels: np.ndarray) -> float:
+    """Test accuracy of the expected output (argmax of the rate feedforward pass)."""
+    return float(np.mean(np.argmax(feedforward(W, b, X), axis=1) == labels))
+
+
+def mnist(
+    config: str = "mnist_784_256_10",
+    n_train: int | None = None,
+    n_readout: int = 0,
+    every: int | None = None,
+    freeze_hidden: bool = False,
+    seed: int = 0,
+    root: str | None = None,
+    build_dir: str = "/tmp/dfc_spk_mnist",
+) -> dict[str, Any]:
+    """Online MNIST on cpp_standalone: test accuracy (10 000 images, expected output of the
+    learned weights) at checkpoints, the untrained accuracy, and optionally a spiking readout
+    (output spike counts) on the first ``n_readout`` test images."""
+    p, cfg = load(config)
+    tr = cfg.get("training", {})
+    n_train = int(n_train or tr.get("n_train", 2000))
+    every = int(every or max(n_train // 10, 1))
+    p = p.replace(seed=seed, eta_hidden_scale=0.0 if freeze_hidden else p.eta_hidden_scale)
+    xtr, ltr, xte, lte = load_mnist(root)
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(xtr.shape[0])[:n_train]
+    eye = np.eye(10)
+    w0 = init_student(p.sizes, seed, float(tr.get("init_gain", 1.0)))
+    r = online_run(
+        p, w0, xtr[idx], eye[ltr[idx]], xte, eye[lte], every, "cpp_standalone", n_readout, build_dir
+    )
+    ck = r["ckpt"]
+    acc = np.array(
+        [accuracy([ck["ckpt_W0"][k], ck["ckpt_W1"][k]], [ck["ckpt_b0"][k], ck["ckpt_b1"][k]], xte, lte)
+         for k in range(ck["ckpt_W0"].shape[0])]
+    )  # fmt: skip
+    w1 = r["weights"]
+    if acc.shape[0] < r["samples"].shape[0]:
+        acc = np.r_[acc, accuracy(w1.W, w1.b, xte, lte)]
+    out = {
+        "samples": r["samples"],
+        "test_accuracy": acc,
+        "final_test_accuracy": accuracy(w1.W, w1.b, xte, lte),
+        "untrained_test_accuracy": float(acc[0]),
+        "test_loss": r["test_loss"],
+        "wall_s": r["wall_s"],
+        "sim_s": r["sim_s"],
+        "n_train": n_train,
+        "freeze_hidden": freeze_hidden,
+        "params": p.to_dict(),
+    }
+    if n_readout:
+        out["readout_accuracy"] = float(np.mean(np.argmax(r["readout_rate"], axis=1) == lte[:n_readout]))
+    return out
+
+
+def demo(quick: bool = True, seed: int = 0, config: str = "toy_student_teacher") -> dict[str, Any]:
+    """A few samples of the spiking student (numpy target, learning on) with every monitor:
+    spikes of all layers, v_basal / v_apical / v_soma of 3 neurons per layer, u, r_L, r*.
+    QUICK: 1 sample at dt = 0.2 ms (seconds); otherwise 4 samples at the config's dt."""
+    p, cfg = load(config)
+    n = 1 if quick else 4
+    if quick:
+        p = p.replace(dt=0.2, dt_plasticity=0.2)
+    Xtr, Ytr, _, _ = positive_student_teacher(p.sizes, 1000 + seed, n, 1)
+    w0 = init_student(p.sizes, seed, float(cfg.get("training", {}).get("init_gain", 2.0)))
+    net = SpikingDFC(p, w0, target="numpy", record_neurons=3, record_dt=max(p.dt, 0.5))
+    out = net.run(Xtr, Ytr, learn=True)
+    out["params"] = p.to_dict()
+    out["target_y"] = Ytr
+    return {k: v for k, v in out.items() if not isinstance(v, list)}
+
+
+def tradeoff(
+    rhos: tuple[float, ...] = (100.0, 200.0, 400.0),
+    T_samples: tuple[float, ...] = (100.0, 150.0, 250.0),
+    seeds: tuple[int, ...] = (0,),
+    n_train: int = 150,
+    config: str = "toy_student_teacher",
+) -> dict[str, Any]:
+    """Test loss after ``n_train`` samples against rho_max (= rho_in) and the time per sample
+    (controller and plasticity windows scaled with T_sample), cpp_standalone."""
+    p0, cfg = load(config)
+    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    loss = np.zeros((len(rhos), len(T_samples), len(seeds)))
+    wall = np.zeros_like(loss)
+    for a, rho in enumerate(rhos):
+        for c, T in enumerate(T_samples):
+            k = T / p0.T_sample
+            p = p0.replace(
+                rho_max=rho, rho_in=rho, T_sample=T, t_settle=p0.t_settle * k, t_avg=p0.t_avg * k,
+                t_plastic=p0.t_plastic * k,
+            )  # fmt: skip
+            for s_i, s in enumerate(seeds):
+                Xtr, Ytr, Xte, Yte = positive_student_teacher(
+                    p.sizes,
+                    int(da.get("teacher_seed", 1000)) + s,
+                    n_train,
+                    200,
+                    float(da.get("teacher_gain", 3.0)),
+                )
+                w0 = init_student(p.sizes, s, float(tr.get("init_gain", 2.0)))
+                r = online_run(
+                    p.replace(seed=s), w0, Xtr, Ytr, Xte, Yte, n_train, build_dir=f"/tmp/dfc_spk_tradeoff_{s}"
+                )
+                loss[a, c, s_i], wall[a, c, s_i] = r["final_test_loss"], r["wall_s"]
+                print(f"rho {rho:.0f} Hz, T {T:.0f} ms, seed {s}: {r['final_test_loss']:.4f}", flush=True)
+    return {"rho_max": np.array(rhos), "T_sample": np.array(T_samples), "seeds": np.array(seeds),
+            "test_loss": loss, "wall_s": wall, "n_train": np.array(n_train)}  # fmt: skip
