@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from dfc_brian.engines.batched import phi
 from dfc_brian.engines.convergence import ConvergenceResult, convergence_test
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model import equations as eq
@@ -878,7 +879,7 @@ class _Simulation:
             v, vB, r = (np.asarray(getattr(mon, k)).T[1 : N + 1] for k in ("v_soma", "v_basal", "r"))
             vB_re = pre @ w.W[i].T + w.b[i]
             act = spec.activations[i]
-            d = (_phi(act, vB_re + (v - vB)) - _phi(act, vB_re)) * m
+            d = (phi(act, vB_re + (v - vB)) - phi(act, vB_re)) * m
             dW.append(d.T @ pre / N)
             db.append(d.sum(axis=0) / N)
             pre = r
@@ -932,17 +933,6 @@ def _to_synapses(M: np.ndarray) -> np.ndarray:
 def _from_synapses(values, shape: tuple[int, int]) -> np.ndarray:
     """Synapse values in pre-major order -> (n_post, n_pre) matrix (a copy)."""
     return np.asarray(values).reshape(shape[1], shape[0]).T.copy()
-
-
-def _phi(activation: str, v: np.ndarray) -> np.ndarray:
-    r""":math:`\phi` in NumPy, as :data:`dfc_brian.model.equations.PHI` writes it for Brian2."""
-    if activation == "tanh":
-        return np.tanh(v)
-    if activation == "linear":
-        return v
-    if activation == "relu":
-        return np.maximum(v, 0.0)
-    raise ConfigError(f"unknown activation {activation!r}")
 
 
 def _pad(a: np.ndarray) -> np.ndarray:
