@@ -50,6 +50,7 @@ SECTIONS = (
     "data",
     "curves",  # toy figure configs: which curves to record
     "analysis",  # toy figure configs: gn_damping, the damping of the GN / MN reference updates
+    "spiking",  # spiking DFC configs (models/spiking): rates, filters, controller, plasticity
     "brian2",  # demo: Brian2-only plasticity parameters (read by dfc_brian.demo)
     "seed",  # demo: its seed
 )
