@@ -484,3 +484,22 @@ def test_dfc_integration_resume(tmp_path, mode):
     res = load_npz(tmp_path / "a" / RESULTS_NPZ)
     assert f"history/{'sleep' if mode == 'epoch' else 'step'}/sleep_dQ_norm" in res
     assert res["history/train_loss"][2] != res["history/train_loss"][1]  # the run does train
+
+
+def test_provenance_is_taken_when_the_run_starts(tmp_path, monkeypatch):
+    """results.json names the code that ran (git SHA at the start), not the tree at the end."""
+    seen = {"n": 0}
+
+    def meta():
+        seen["n"] += 1
+        return {"git_sha": f"call{seen['n']}", "git_dirty": False}
+
+    monkeypatch.setattr(T, "run_metadata", meta)
+
+    def factory(cfg, seed):  # runs after the start: a commit made during the run
+        monkeypatch.setattr(T, "run_metadata", lambda: {"git_sha": "at-the-end", "git_dirty": True})
+        return fake_factory(cfg, seed)
+
+    T.train(cls_cfg(1), 0, tmp_path / "r", progress=False, method_factory=factory, dataset=cls_dataset())
+    res = json.loads((tmp_path / "r" / RESULTS_JSON).read_text())
+    assert (res["git_sha"], res["git_dirty"]) == ("call1", False)

@@ -342,6 +342,7 @@ def train(
         Missing or corrupt dataset files.
     """
     cfg = copy.deepcopy(dict(cfg))
+    meta = run_metadata()  # provenance of the code that runs: the tree may change before the end
     check_numeric_types(cfg)  # a YAML string such as '2e-1' in a numeric field
     seed = check_int("seed", seed, 0)
     if max_batches is not None:
@@ -488,7 +489,7 @@ def train(
         arrays=arrays,
         summary=summary,
         wall_time_s=state["wall_time_s"],
-        meta=run_metadata(),
+        meta=meta,
     )
     return summary
 
