@@ -501,3 +501,15 @@ def test_output_layer_apical_noise_follows_sigma_output_fb():
             assert np.abs(vA).max() > 1e-4  # driven by the hidden layers' noise through u
         else:
             np.testing.assert_allclose(resid.std(), s.sigma * np.sqrt(s.dt_fb) / s.tau_A, rtol=0.2)
+
+
+def test_an_unrecorded_layer_says_which_layers_were_recorded():
+    p, w = _net()
+    X = np.random.default_rng(0).uniform(-1, 1, (2, 4))
+    res = BrianDFC(p, w).controlled_phase(X, np.zeros((2, 2)), record=("v_apical",), layers=[1, 3])
+    assert res.v_apical[0].shape == (2, p.controller.tmax, 5)  # layer 1
+    assert res.v_apical[2].shape == (2, p.controller.tmax, 2)  # layer 3
+    with pytest.raises(
+        KeyError, match=r"v_apical\[1\] is layer 2, which was not recorded.*\[1, 3\].*v_apical\[0, 2\]"
+    ):
+        res.v_apical[1]

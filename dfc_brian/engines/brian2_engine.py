@@ -45,11 +45,33 @@ CONTROLLER_RECORDABLE = {"u": "u", "u_int": "u_int", "e": "error", "r_star": "r_
 PLASTICITY = ("none", "accumulate", "online")
 
 
+class LayerRecord(list):
+    """A recorded variable per layer: entry ``i`` is paper layer ``i + 1`` (as every layer list
+    of the engines). Reading a layer that was not in ``layers=`` raises an error saying which
+    layers were recorded, instead of returning ``None``."""
+
+    def __init__(self, name: str, values: list, recorded: Sequence[int]) -> None:
+        super().__init__(values)
+        self.name, self.recorded = name, tuple(recorded)
+
+    def __getitem__(self, i):
+        out = super().__getitem__(i)
+        if out is None:
+            idx = ", ".join(str(k - 1) for k in self.recorded)
+            raise KeyError(
+                f"{self.name}[{i}] is layer {int(i) % len(self) + 1}, which was not recorded; recorded "
+                f"layers (layers=): {list(self.recorded)}, i.e. {self.name}[{idx}]"
+            )
+        return out
+
+
 @dataclass
 class BrianResult:
     """What one simulation returns. Arrays are NumPy, time in units of tau_u.
 
-    Layer-indexed lists have one entry per layer 1..L (``None`` where not recorded).
+    Layer-indexed lists have one entry per layer 1..L: ``res.v_apical[i]`` is paper layer
+    ``i + 1`` whatever ``layers=`` was; reading a layer that was not recorded raises a KeyError
+    naming the recorded ones.
     """
 
     t: np.ndarray  # (T_rec,) time within a sample
@@ -804,11 +826,11 @@ class _Simulation:
         res = BrianResult(t=t)
         rec_layer = [v for v in key.record if v in RECORDABLE]
         for v in rec_layer:
-            res.layer_vars[v] = [None] * L
+            res.layer_vars[v] = LayerRecord(v, [None] * L, sorted(self.layer_mons))
         for li, m in self.layer_mons.items():
             for v in rec_layer:
                 a = np.asarray(getattr(m, v))[:, : N * n_rec]  # (n_rec_neurons, N*n_rec)
-                res.layer_vars[v][li - 1] = a.T.reshape(N, n_rec, -1)
+                list.__setitem__(res.layer_vars[v], li - 1, a.T.reshape(N, n_rec, -1))
         res.neurons = [None] * L
         for li, nrn in zip(key.layers, key.neurons):
             res.neurons[li - 1] = np.arange(spec.sizes[li]) if nrn is None else np.array(nrn)
