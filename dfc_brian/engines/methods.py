@@ -375,11 +375,12 @@ class DFCMethod(Method):
         if self.q_trained and minibatch_mode:
             out.update(self._sleep(X, self.fb_opt))
         eng = self.engine
-        r_ff = eng.feedforward(X)[1][-1]
+        ff = eng.feedforward(X)
+        r_ff = ff[1][-1]
         loss, _ = loss_and_grad(r_ff, y, self.params.network.loss)
         r_star = eng.output_target(r_ff, y)
         if self.name == "DFC-SSA":
-            res = eng.ssa(X, r_star)
+            res = eng.ssa(X, r_star, ff=ff)
             dW, db = res.dW_ssa, res.db_ssa
         else:
             res = eng.controlled_phase(X, r_star, accumulate=self.name == "DFC")
