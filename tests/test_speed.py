@@ -63,3 +63,41 @@ def test_ssa_fast_equals_exact(acts):
         assert _rel(b.db_ssa[i], a.db_ssa[i]) < 1e-10
         assert _rel(b.r_last[i], a.r_last[i]) < 1e-12
         np.testing.assert_array_equal(c.dW_ssa[i], b.dW_ssa[i])
+
+
+# ------------------------------------------------------------------ sleep phase
+SLEEP = {
+    "sigma": 0.05,
+    "sigma_output_fb": 0.0,
+    "k_p_fb": 0.3,
+    "alpha_fb": 0.4,
+    "dt_fb": 0.01,
+    "tmax_fb": 40,  # 39 pairs: two full accumulation chunks of 16 and a partial one
+    "tcr_fb": 0.02,
+    "tau_A": 0.2,
+}
+
+
+def test_sleep_rng_draws_the_documented_noise_arrays():
+    """rng path = explicit noise rng.standard_normal((T-1, B, n_i)) per noisy layer, in layer order."""
+    p, w, X, _ = _setup(sleep=SLEEP)
+    eng = BatchedDFC(p, w)
+    a = eng.sleep_phase(X, rng=np.random.default_rng(11))
+    g = np.random.default_rng(11)
+    T, B = SLEEP["tmax_fb"], len(X)
+    noise = [g.standard_normal((T - 1, B, n)) for n in SIZES[1:-1]]  # output layer: sigma 0, no draw
+    noise.append(np.full((T - 1, B, SIZES[-1]), 7.0))  # ignored: its noise std is 0
+    b = eng.sleep_phase(X, noise=noise)
+    for i in range(len(SIZES) - 1):
+        np.testing.assert_array_equal(a.dQ[i], b.dQ[i])
+    assert np.abs(a.dQ[0]).max() > 1e-3
+
+
+def test_sleep_chunked_estimator_equals_the_sum_over_the_trajectory():
+    p, w, X, _ = _setup(sleep=SLEEP)
+    res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(4), record=True)
+    T, B = SLEEP["tmax_fb"], len(X)
+    for i in range(len(SIZES) - 1):
+        S = np.einsum("btn,btm->nm", res.v_apical[i][:, :-1], res.u[:, 1:])
+        expect = -S / (SLEEP["sigma"] ** 2 * B * (T - 1))
+        assert _rel(res.dQ[i], expect) < 1e-12

@@ -440,10 +440,31 @@ class BatchedDFC:
                     Dm = D_buf[j][:k].reshape(k * B, -1)
                     S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
 
+        # apical noise, drawn for the whole phase and scaled once: xi_s[i][t] drives step t -> t+1
+        xi_s: list[np.ndarray | None] = [None] * L
+        for i in range(L):
+            if tau_A is None or noise_scale[i] == 0.0:
+                continue
+            if noise is not None:
+                xi_s[i] = np.multiply(np.asarray(noise[i], dtype=dt), dt.type(noise_scale[i]))
+            else:  # layer by layer, the same numbers as noise[i] = rng.standard_normal((T-1, B, n_i))
+                xi_s[i] = rng.standard_normal((T - 1, B, self.sizes[i + 1]), dtype=dt)
+                xi_s[i] *= dt.type(noise_scale[i])
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
-        if noise is not None:
-            noise = [np.asarray(xi, dtype=dt) for xi in noise]
+            # v_A[t] lives in slot k of a ring of K+1 states, u[t+1] in U_buf[k]; one GEMM per chunk
+            K_s = max(1, min(ACCUMULATION_CHUNK, T - 1))
+            VA_ring = [np.zeros((K_s + 1, B, n), dtype=dt) for n in self.sizes[1:]]
+            U_buf = np.empty((K_s, B, n_L), dtype=dt)
+            vA = [VA_ring[i][0] for i in range(L)]
+            k_sl = 0
+
+            def flush_sleep(k: int) -> None:
+                Um = U_buf[:k].reshape(k * B, n_L)
+                for j in range(L):
+                    S_Q[j] += VA_ring[j][:k].reshape(k * B, -1).T @ Um
+                    VA_ring[j][0] = VA_ring[j][k]
+                    vA[j] = VA_ring[j][0]
         inst = ctrl.instantaneous
         lim = DIVERGENCE_LIMIT
 
@@ -458,6 +479,8 @@ class BatchedDFC:
                 u_new = K_I * u_int + k_p * e
             u_fb = u_new if ctrl.proactive else u
             u = u_new
+            if want_sleep:
+                U_buf[k_sl] = u  # u[t+1], paired with v_A[t] (the authors' estimator)
             if not (np.all(np.abs(u) <= lim)):
                 raise DivergenceError(-1, t + 1, phase)
             if not inst:  # all basal inputs from the previous step's rates
@@ -467,8 +490,6 @@ class BatchedDFC:
             for i in range(L):
                 if inst and i > 0:
                     np.matmul(dr[i - 1], WT[i], out=dvB[i])
-                if want_sleep:  # the authors' pairing: v_A[t] (not yet updated) with u[t+1]
-                    S_Q[i] += vA[i].T @ u
                 np.matmul(u_fb, QT[i], out=fb[i])
                 if tau_A is None:
                     vA[i], fb[i] = fb[i], vA[i]
@@ -476,13 +497,14 @@ class BatchedDFC:
                     # v_A += dt/tau_A (-v_A + Q u) + sigma sqrt(dt)/tau_A xi
                     fb[i] -= vA[i]
                     fb[i] *= a_decay
-                    vA[i] += fb[i]
-                    if noise_scale[i] != 0.0:
-                        if noise is not None:
-                            xi = noise[i][t]
-                        else:
-                            xi = rng.standard_normal(vA[i].shape, dtype=dt)
-                        vA[i] += noise_scale[i] * xi
+                    if want_sleep:  # v_A[t+1] into the next ring slot; v_A[t] stays for S_Q
+                        nxt = VA_ring[i][k_sl + 1]
+                        np.add(vA[i], fb[i], out=nxt)
+                        vA[i] = nxt
+                    else:
+                        vA[i] += fb[i]
+                    if xi_s[i] is not None:
+                        vA[i] += xi_s[i][t]
                 # v += dt/tcr (v_A + v_B - v)
                 np.add(vA[i], dvB[i], out=tmp[i])
                 tmp[i] -= dv[i]
@@ -504,11 +526,18 @@ class BatchedDFC:
                 if k_buf == K:
                     flush(K)
                     k_buf = 0
+            if want_sleep:
+                k_sl += 1
+                if k_sl == K_s:
+                    flush_sleep(K_s)
+                    k_sl = 0
             if record:
                 store(t + 1)
 
         if want_dfc and k_buf:
             flush(k_buf)
+        if want_sleep and k_sl:
+            flush_sleep(k_sl)
         out.update(
             dv=dv,
             dvB=dvB,
@@ -658,8 +687,9 @@ class BatchedDFC:
         Parameters
         ----------
         X : (B, n_0) input.
-        rng : numpy Generator drawing the white noise (one (B, n_i) draw per layer and step,
-            skipped for a layer whose noise std is 0).
+        rng : numpy Generator drawing the white noise: for each layer in order whose noise std
+            is not 0, one draw ``rng.standard_normal((T_fb - 1, B, n_i))`` (in the engine dtype),
+            so ``rng`` gives the same phase as ``noise`` drawn that way from the same generator.
         noise : optional explicit noise, list over layers of (T_fb - 1, B, n_i) standard-normal
             arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
         beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
