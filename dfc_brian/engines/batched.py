@@ -465,6 +465,7 @@ class BatchedDFC:
                     S_Q[j] += VA_ring[j][:k].reshape(k * B, -1).T @ Um
                     VA_ring[j][0] = VA_ring[j][k]
                     vA[j] = VA_ring[j][0]
+
         inst = ctrl.instantaneous
         lim = DIVERGENCE_LIMIT
 
