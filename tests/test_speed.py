@@ -101,3 +101,23 @@ def test_sleep_chunked_estimator_equals_the_sum_over_the_trajectory():
         S = np.einsum("btn,btm->nm", res.v_apical[i][:, :-1], res.u[:, 1:])
         expect = -S / (SLEEP["sigma"] ** 2 * B * (T - 1))
         assert _rel(res.dQ[i], expect) < 1e-12
+
+
+# ------------------------------------------------------------------ optimiser
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_adam_in_place_equals_the_textbook_expressions(wd):
+    """The in-place Adam gives bit for bit the numbers of the plain expressions."""
+    from dfc_brian.engines.optim import Adam
+
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(20, 9))
+    q, m, s = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    opt = Adam(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd)
+    for t in range(1, 6):
+        g = rng.normal(size=p.shape)
+        opt.step([p], [g])
+        g = g + wd * q
+        m = 0.9 * m + (1.0 - 0.9) * g  # (m *= b1; m += ...) is this expression
+        s = 0.99 * s + (1.0 - 0.99) * g * g
+        q = q - (0.01 / (1.0 - 0.9**t)) * m / (np.sqrt(s) / np.sqrt(1.0 - 0.99**t) + 1e-8)
+        np.testing.assert_array_equal(p, q)

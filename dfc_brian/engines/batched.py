@@ -356,6 +356,7 @@ class BatchedDFC:
         record: bool = False,
         want_dfc: bool = False,
         want_sleep: bool = False,
+        ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
     ) -> dict:
         """Euler-integrate T = ``ctrl.tmax`` stored states; return the final state and the sums.
 
@@ -376,12 +377,15 @@ class BatchedDFC:
         a_decay = 0.0 if tau_A is None else h / tau_A
 
         # feedforward reference state (float64), t = 0: v = v^B = v^-, u = u_int = v_A = 0
-        v_ff, r_ff = [], []
-        prev = X.astype(np.float64)
-        for i in range(L):
-            v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
-            r_ff.append(phi(self.acts[i], v_ff[i]))
-            prev = r_ff[i]
+        if ff is not None:  # the caller's feedforward pass of this X (same expression)
+            v_ff, r_ff = list(ff[0]), list(ff[1])
+        else:
+            v_ff, r_ff = [], []
+            prev = X.astype(np.float64)
+            for i in range(L):
+                v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
+                r_ff.append(phi(self.acts[i], v_ff[i]))
+                prev = r_ff[i]
         base = []
         for i in range(L):
             ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
@@ -713,7 +717,8 @@ class BatchedDFC:
             raise ConfigError(
                 "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
             )
-        r_star = self.feedforward(X)[1][-1]
+        ff = self.feedforward(X)
+        r_star = ff[1][-1]
         res = self._integrate(
             X,
             r_star,
@@ -725,6 +730,7 @@ class BatchedDFC:
             rng=rng,
             record=record,
             want_sleep=True,
+            ff=ff,
         )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2
