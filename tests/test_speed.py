@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dfc_brian.engines.batched import BatchedDFC
-from dfc_brian.model.params import ModelParams
+from dfc_brian.model.params import ConfigError, ModelParams
 from dfc_brian.model.weights import init_weights
 
 SIZES = [7, 9, 8, 6, 4]
@@ -121,3 +121,40 @@ def test_adam_in_place_equals_the_textbook_expressions(wd):
         s = 0.99 * s + (1.0 - 0.99) * g * g
         q = q - (0.01 / (1.0 - 0.9**t)) * m / (np.sqrt(s) / np.sqrt(1.0 - 0.99**t) + 1e-8)
         np.testing.assert_array_equal(p, q)
+
+
+def test_sleep_float32_phase_matches_float64_with_the_same_noise():
+    p, w, X, _ = _setup(sleep=SLEEP)
+    eng = BatchedDFC(p, w)
+    T, B = SLEEP["tmax_fb"], len(X)
+    g = np.random.default_rng(8)
+    noise = [g.standard_normal((T - 1, B, n)) for n in SIZES[1:]]
+    a = eng.sleep_phase(X, noise=noise)
+    b = eng.sleep_phase(X, noise=noise, dtype=np.float32)
+    for i in range(len(SIZES) - 1):
+        assert b.dQ[i].dtype == np.float64
+        assert 0 < _rel(b.dQ[i], a.dQ[i]) < 1e-5  # float32 round-off, not float64's
+    with pytest.raises(ConfigError, match="dtype"):
+        eng.sleep_phase(X, noise=noise, dtype=np.float16)
+
+
+def test_training_dtype_fb_selects_the_sleep_precision():
+    from dfc_brian.engines.methods import make_method
+
+    cfg = {
+        "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
+        "sleep": SLEEP,
+        "training": {"method": "DFC-SSA", "lr": 0.01, "lr_fb": 0.01, "dtype_fb": "float32"},
+    }
+    m = make_method(cfg, seed=0)
+    assert m.training["dtype_fb"] == "float32" and m.engine.dtype == np.float64
+    calls = []
+    orig = m.engine.sleep_phase
+    m.engine.sleep_phase = lambda X, **kw: calls.append(kw["dtype"]) or orig(X, **kw)
+    m.feedback_step(np.random.default_rng(0).normal(size=(4, SIZES[0])))
+    assert calls == [np.float32]
+    cfg["training"]["dtype_fb"] = None
+    assert make_method(cfg, seed=0).training["dtype_fb"] == "float64"
+    cfg["training"]["dtype_fb"] = "float16"
+    with pytest.raises(ConfigError, match="training.dtype_fb"):
+        make_method(cfg, seed=0)

@@ -210,9 +210,11 @@ class BatchedDFC:
         self.sizes = params.network.sizes
 
     # ------------------------------------------------------------------ helpers
-    def _mats(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    def _mats(
+        self, dtype: np.dtype | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """Transposed weights in the engine dtype: W_i.T (n_pre, n_post), b_i, Q_i.T (n_L, n_i)."""
-        dt = self.dtype
+        dt = self.dtype if dtype is None else dtype
         WT = [np.ascontiguousarray(w.T, dtype=dt) for w in self.weights.W]
         b = [np.asarray(x, dtype=dt) for x in self.weights.b]
         QT = [np.ascontiguousarray(q.T, dtype=dt) for q in self.weights.Q]
@@ -357,6 +359,7 @@ class BatchedDFC:
         want_dfc: bool = False,
         want_sleep: bool = False,
         ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
+        dtype: np.dtype | None = None,
     ) -> dict:
         """Euler-integrate T = ``ctrl.tmax`` stored states; return the final state and the sums.
 
@@ -365,8 +368,9 @@ class BatchedDFC:
         this is the same scheme, but the small controlled deviations keep their own relative
         precision (the target step :math:`\\lambda/B` is ~1e-4 of the activations).
         """
-        WT, _, QT = self._mats()
-        L, dt = self.L, self.dtype
+        dt = self.dtype if dtype is None else np.dtype(dtype)
+        WT, _, QT = self._mats(dt)
+        L = self.L
         B = X.shape[0]
         T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
         k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
@@ -670,6 +674,7 @@ class BatchedDFC:
         record: bool = False,
         noise: Sequence[np.ndarray] | None = None,
         beta: float = 0.0,
+        dtype: type | None = None,
     ) -> PhaseResult:
         """Feedback-learning ("sleep") phase: no output error, noisy apical compartments.
 
@@ -699,6 +704,9 @@ class BatchedDFC:
             arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
         beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
             decay as L2 in the optimiser).
+        dtype : precision of this phase's integration (default: the engine's). ``np.float32``
+            is about twice as fast; on the MNIST settings its dQ differs from float64's by
+            ~2e-7 relative with the same noise (the sums are kept in float64).
         """
         X = self._check_X(X)
         B = X.shape[0]
@@ -717,6 +725,12 @@ class BatchedDFC:
             raise ConfigError(
                 "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
             )
+        if dtype is None:
+            dt_phase = self.dtype
+        elif np.dtype(dtype) in (np.dtype(np.float64), np.dtype(np.float32)):
+            dt_phase = np.dtype(dtype)
+        else:
+            raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
         ff = self.feedforward(X)
         r_star = ff[1][-1]
         res = self._integrate(
@@ -731,6 +745,7 @@ class BatchedDFC:
             record=record,
             want_sleep=True,
             ff=ff,
+            dtype=dt_phase,
         )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2

@@ -44,6 +44,8 @@ extra_sleep_mode    minibatch   ``minibatch``: train_step = sleep, forward, ``ex
                                 runs one sleep-only epoch of :meth:`Method.feedback_step`, one
                                 forward epoch, then ``extra_sleep`` sleep-only epochs
 dtype               float64     engine precision, ``float64`` or ``float32``
+dtype_fb            (= dtype)   precision of the sleep phase, ``float64`` or ``float32`` (float32:
+                                ~2x faster, dQ within ~1e-6 relative of float64's)
 ==================  ==========  ================================================================
 
 Learning rates: the spec lists effective rates lr_eff = lr_code/λ. The authors' configs store
@@ -102,6 +104,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "extra_sleep": 2,
     "extra_sleep_mode": "minibatch",
     "dtype": "float64",
+    "dtype_fb": None,
 }
 
 
@@ -187,6 +190,10 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     if t["dtype"] not in ("float64", "float32"):
         raise ConfigError(f"training.dtype = {t['dtype']!r}; choose 'float64' or 'float32'")
+    if t["dtype_fb"] is None:
+        t["dtype_fb"] = t["dtype"]
+    if t["dtype_fb"] not in ("float64", "float32"):
+        raise ConfigError(f"training.dtype_fb = {t['dtype_fb']!r}; choose 'float64' or 'float32' (or null)")
     return t
 
 
@@ -350,7 +357,8 @@ class DFCMethod(Method):
         leaves Q_L out) is clipped with one joint norm (``clip_fb``); then the optimiser steps
         the trained Q_i, adding ``wd_fb * Q_i`` inside its step.
         """
-        res = self.engine.sleep_phase(X, rng=self.rng)
+        dtype = np.float32 if self.training["dtype_fb"] == "float32" else np.float64
+        res = self.engine.sleep_phase(X, rng=self.rng, dtype=dtype)
         grads = [-dq for dq in res.dQ]  # optimiser subtracts; it adds wd_fb * Q itself
         clip = self.training["clip_fb"]
         if clip is not None:
