@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 B = 128
 SIZES = [784, 256, 256, 256, 10]
 ACTS = ["tanh", "tanh", "tanh", "linear"]
-TASKS = ("ssa", "sleep", "dfc")
-REPEATS = {"ssa": 20, "sleep": 5, "dfc": 1}  # timed calls per worker (the minimum is kept)
+TASKS = ("ssa", "sleep", "sleep32", "dfc")
+REPEATS = {"ssa": 20, "sleep": 5, "sleep32": 5, "dfc": 1}  # timed calls per worker (the minimum is kept)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -136,13 +136,16 @@ def worker(args: argparse.Namespace) -> None:
         res = ssa_minibatch()
         for i in range(L):
             outputs[f"ssa_dW{i}"], outputs[f"ssa_db{i}"] = res.dW_ssa[i], res.db_ssa[i]
-    if "sleep" in tasks:
+    for task in ("sleep", "sleep32"):
+        if task not in tasks:
+            continue
+        e = eng if task == "sleep" else BatchedDFC(p, w, dtype=np.float32)  # the whole engine in float32
         rng = np.random.default_rng(0)
-        timed("sleep", lambda: eng.sleep_phase(X, rng=rng), REPEATS["sleep"])
+        timed(task, lambda e=e, rng=rng: e.sleep_phase(X, rng=rng), REPEATS[task])
         T = p.sleep.tmax_fb
         nrng = np.random.default_rng(1)
         noise = [nrng.standard_normal((T - 1, B, n)) for n in SIZES[1:]]
-        res = eng.sleep_phase(X, noise=noise, record=True)
+        res = e.sleep_phase(X, noise=noise, record=True)
         outputs["sleep_u"] = res.u
         for i in range(L):
             outputs[f"sleep_vA{i}"] = res.v_apical[i]
@@ -321,6 +324,12 @@ def main() -> None:
     for task in tasks:
         mb, mn = statistics.median(per_round[task]["base"]), statistics.median(per_round[task]["new"])
         ratios[task] = {"base_median_s": mb, "new_median_s": mn, "speedup": mb / mn}
+    if "sleep" in ratios and "sleep32" in ratios:  # today's float32 sleep phase against the float64 baseline
+        ratios["sleep32_vs_base_float64"] = {
+            "base_median_s": ratios["sleep"]["base_median_s"],
+            "new_median_s": ratios["sleep32"]["new_median_s"],
+            "speedup": ratios["sleep"]["base_median_s"] / ratios["sleep32"]["new_median_s"],
+        }
     result = {
         "benchmark": "paired speed, baseline engine vs today's, per MNIST minibatch (issue 9)",
         "command": " ".join([Path(sys.executable).name] + sys.argv),

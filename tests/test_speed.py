@@ -158,3 +158,33 @@ def test_training_dtype_fb_selects_the_sleep_precision():
     cfg["training"]["dtype_fb"] = "float16"
     with pytest.raises(ConfigError, match="training.dtype_fb"):
         make_method(cfg, seed=0)
+
+
+# ------------------------------------------------------------------ DFC: stationary finish
+def _angle_deg(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    x = np.concatenate([m.ravel() for m in a])
+    y = np.concatenate([m.ravel() for m in b])
+    x, y = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    return float(np.degrees(2 * np.arctan2(np.linalg.norm(x - y), np.linalg.norm(x + y))))
+
+
+def test_dfc_stationary_finish_is_close_to_the_full_integration():
+    from dfc_brian.model.weights import weight_product_Q
+
+    p, w, X, y = _setup(B=6)
+    p = ModelParams.from_dict({**p.to_dict(), "controller": {**p.to_dict()["controller"], "tmax": 2000}})
+    w.Q = weight_product_Q(w.W)  # stable feedback: the phase settles well before T
+    eng = BatchedDFC(p, w)
+    r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
+    exact = eng.controlled_phase(X, r_star)
+    fast = eng.controlled_phase(X, r_star, stationary_tol=1e-9)
+    assert exact.extra["steps_simulated"] == 2000
+    assert fast.extra["steps_simulated"] < 1000  # it did finish early
+    assert _angle_deg(fast.dW_dfc + fast.db_dfc, exact.dW_dfc + exact.db_dfc) < 1e-4
+    for i in range(len(SIZES) - 1):
+        assert _rel(fast.dW_dfc[i], exact.dW_dfc[i]) < 1e-6
+    # a coarse tolerance stops earlier and is further off: the closed form is what is tested
+    coarse = eng.controlled_phase(X, r_star, stationary_tol=1e-2)
+    assert coarse.extra["steps_simulated"] < fast.extra["steps_simulated"]
+    with pytest.raises(ConfigError, match="stationary_tol"):
+        eng.controlled_phase(X, r_star, stationary_tol=0.0)
