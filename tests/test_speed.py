@@ -188,3 +188,23 @@ def test_dfc_stationary_finish_is_close_to_the_full_integration():
     assert coarse.extra["steps_simulated"] < fast.extra["steps_simulated"]
     with pytest.raises(ConfigError, match="stationary_tol"):
         eng.controlled_phase(X, r_star, stationary_tol=0.0)
+
+
+def test_training_stationary_tol_reaches_the_controlled_phase():
+    from dfc_brian.engines.methods import make_method
+
+    cfg = {
+        "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
+        "controller": {"k_p": 1.5, "alpha": 0.01, "dt": 0.05, "tmax": 60, "tcr": 0.2, "target_stepsize": 0.5},
+        "training": {"method": "DFC", "q": "fixed", "lr": 0.01, "stationary_tol": 1e-7},
+    }
+    m = make_method(cfg, seed=0)
+    seen = []
+    orig = m.engine.controlled_phase
+    m.engine.controlled_phase = lambda X, r, **kw: seen.append(kw["stationary_tol"]) or orig(X, r, **kw)
+    rng = np.random.default_rng(0)
+    m.train_step(rng.normal(size=(4, SIZES[0])), rng.integers(0, SIZES[-1], 4))
+    assert seen == [1e-7]
+    cfg["training"]["stationary_tol"] = -1.0
+    with pytest.raises(ConfigError, match="training.stationary_tol"):
+        make_method(cfg, seed=0)
