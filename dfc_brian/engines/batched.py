@@ -50,8 +50,16 @@ Implementation notes:
 - Samples that fail the convergence test are removed afterwards by re-integrating the smaller
   of the two subsets (samples evolve independently), so the update of the converged ones is
   exact.
+- Sleep phase: the apical noise of a whole phase is drawn at once per layer (and scaled
+  once); the estimator's pairs v_A[t] u[t+1]^T are summed per chunk of steps with one
+  (n_i x kB) @ (kB x n_L) matmul, v_A[t] being kept in a ring of K+1 states. Its precision is
+  selectable per call (``sleep_phase(dtype=...)``, ``training.dtype_fb``).
+- Optional stationary finish of the controlled phase (``stationary_tol``, off by default):
+  once the state stops moving, the remaining steps' terms are added in closed form.
 - ``feedforward``, ``output_target``, ``jacobian`` and ``ssa`` always work in float64; the
-  engine dtype applies to the integration loop only.
+  engine dtype applies to the integration loop only. DFC-SSA forms :math:`JQ` by pushing Q
+  forward through the linearised network (:meth:`BatchedDFC.jq`, one GEMM per layer for all
+  samples); ``ssa(exact=True)`` keeps the stacked-Jacobian route.
 """
 
 from __future__ import annotations
