@@ -79,14 +79,17 @@ SLEEP = {
 
 
 def test_sleep_rng_draws_the_documented_noise_arrays():
-    """rng path = explicit noise rng.standard_normal((T-1, B, n_i)) per noisy layer, in layer order."""
+    """rng path = explicit noise drawn step by step, layer by layer (noisy layers only), (B, n_i) each."""
     p, w, X, _ = _setup(sleep=SLEEP)
     eng = BatchedDFC(p, w)
     a = eng.sleep_phase(X, rng=np.random.default_rng(11))
     g = np.random.default_rng(11)
     T, B = SLEEP["tmax_fb"], len(X)
-    noise = [g.standard_normal((T - 1, B, n)) for n in SIZES[1:-1]]  # output layer: sigma 0, no draw
-    noise.append(np.full((T - 1, B, SIZES[-1]), 7.0))  # ignored: its noise std is 0
+    noise = [np.empty((T - 1, B, n)) for n in SIZES[1:]]
+    for t in range(T - 1):
+        for i in range(len(SIZES) - 2):  # output layer: sigma_output_fb 0, no draw
+            noise[i][t] = g.standard_normal((B, SIZES[i + 1]))
+    noise[-1][:] = 7.0  # ignored: its noise std is 0
     b = eng.sleep_phase(X, noise=noise)
     for i in range(len(SIZES) - 1):
         np.testing.assert_array_equal(a.dQ[i], b.dQ[i])
@@ -208,3 +211,14 @@ def test_training_stationary_tol_reaches_the_controlled_phase():
     cfg["training"]["stationary_tol"] = -1.0
     with pytest.raises(ConfigError, match="training.stationary_tol"):
         make_method(cfg, seed=0)
+
+
+def test_blas_threads_setting_does_not_change_results():
+    p, w, X, y = _setup(sleep=SLEEP)
+    r_star = BatchedDFC(p, w).output_target(BatchedDFC(p, w).feedforward(X)[1][-1], y)
+    a = BatchedDFC(p, w, threads=1)
+    b = BatchedDFC(p, w, threads=None)
+    assert _rel(a.ssa(X, r_star).u, b.ssa(X, r_star).u) < 1e-13
+    assert _rel(a.controlled_phase(X, r_star).u_last, b.controlled_phase(X, r_star).u_last) < 1e-12
+    with pytest.raises(ConfigError, match="threads"):
+        BatchedDFC(p, w, threads=0)

@@ -64,6 +64,8 @@ Implementation notes:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,8 +76,38 @@ from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights
 
+BLAS_THREADS = 1  # default BLAS threads of the engine's phases (see BatchedDFC ``threads``)
 DIVERGENCE_LIMIT = 1e6  # |v| above this (or NaN) raises DivergenceError
 ACCUMULATION_CHUNK = 16  # steps per update matmul (inner dimension chunk * B: faster GEMMs)
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller():  # noqa: ANN202 - threadpoolctl is optional at import time
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    return ThreadpoolController()
+
+
+def blas_threads(n: int | None) -> contextlib.AbstractContextManager:
+    """Context that limits the BLAS library to ``n`` threads (``None``: leave it as it is)."""
+    ctl = _threadpool_controller() if n is not None else None
+    if ctl is None:
+        return contextlib.nullcontext()
+    return ctl.limit(limits=int(n), user_api="blas")
+
+
+def _with_blas_threads(fn):  # noqa: ANN001, ANN202
+    """Method decorator: run under ``blas_threads(self.threads)`` (signature kept)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with blas_threads(self.threads):
+            return fn(self, *args, **kw)
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------- nonlinearities
@@ -200,9 +232,21 @@ class BatchedDFC:
     dtype : numpy dtype
         ``np.float64`` (default, as the authors) or ``np.float32`` (about 2x faster; the
         update sums are still accumulated in float64).
+    threads : int or None
+        BLAS threads while a phase or the SSA solve runs (default ``BLAS_THREADS`` = 1;
+        ``None``: whatever the BLAS library is set to). The per-step matrices (B x 256 times
+        256 x 256) are too small to share: on the 2-core development machine with other jobs
+        running, 2 OpenBLAS threads made one such product ~17x slower than 1 thread.
+        Results do not depend on it beyond round-off.
     """
 
-    def __init__(self, params: ModelParams, weights: Weights, dtype: type = np.float64) -> None:
+    def __init__(
+        self,
+        params: ModelParams,
+        weights: Weights,
+        dtype: type = np.float64,
+        threads: int | None = BLAS_THREADS,
+    ) -> None:
         if not isinstance(params, ModelParams):
             raise ConfigError(f"params must be a ModelParams, got {type(params).__name__}")
         if not isinstance(weights, Weights):
@@ -210,6 +254,9 @@ class BatchedDFC:
         if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
         weights.validate(params.network)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        self.threads = threads
         self.params = params
         self.weights = weights
         self.dtype = np.dtype(dtype)
@@ -469,16 +516,17 @@ class BatchedDFC:
                     Dm = D_buf[j][:k].reshape(k * B, -1)
                     S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
 
-        # apical noise, drawn for the whole phase and scaled once: xi_s[i][t] drives step t -> t+1
+        # apical noise: explicit arrays scaled once (xi_s[i][t] drives step t -> t+1), or one draw
+        # per step and layer from rng into a buffer (step by step, layer by layer)
         xi_s: list[np.ndarray | None] = [None] * L
+        noise_buf: list[np.ndarray | None] = [None] * L
         for i in range(L):
             if tau_A is None or noise_scale[i] == 0.0:
                 continue
             if noise is not None:
                 xi_s[i] = np.multiply(np.asarray(noise[i], dtype=dt), dt.type(noise_scale[i]))
-            else:  # layer by layer, the same numbers as noise[i] = rng.standard_normal((T-1, B, n_i))
-                xi_s[i] = rng.standard_normal((T - 1, B, self.sizes[i + 1]), dtype=dt)
-                xi_s[i] *= dt.type(noise_scale[i])
+            else:
+                noise_buf[i] = np.empty((B, self.sizes[i + 1]), dtype=dt)
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
             # v_A[t] lives in slot k of a ring of K+1 states, u[t+1] in U_buf[k]; one GEMM per chunk
@@ -538,6 +586,10 @@ class BatchedDFC:
                         vA[i] += fb[i]
                     if xi_s[i] is not None:
                         vA[i] += xi_s[i][t]
+                    elif noise_buf[i] is not None:
+                        xi = rng.standard_normal(dtype=dt, out=noise_buf[i])
+                        xi *= dt.type(noise_scale[i])
+                        vA[i] += xi
                 # v += dt/tcr (v_A + v_B - v)
                 np.add(vA[i], dvB[i], out=tmp[i])
                 tmp[i] -= dv[i]
@@ -609,6 +661,7 @@ class BatchedDFC:
         return out
 
     # ------------------------------------------------------------------ controlled phase
+    @_with_blas_threads
     def controlled_phase(
         self,
         X: np.ndarray,
@@ -727,6 +780,7 @@ class BatchedDFC:
         out.u, out.u_int, out.e = rec["u"], rec["u_int"], rec["e"]
 
     # ------------------------------------------------------------------ sleep phase
+    @_with_blas_threads
     def sleep_phase(
         self,
         X: np.ndarray,
@@ -757,9 +811,9 @@ class BatchedDFC:
         Parameters
         ----------
         X : (B, n_0) input.
-        rng : numpy Generator drawing the white noise: for each layer in order whose noise std
-            is not 0, one draw ``rng.standard_normal((T_fb - 1, B, n_i))`` (in the engine dtype),
-            so ``rng`` gives the same phase as ``noise`` drawn that way from the same generator.
+        rng : numpy Generator drawing the white noise: at each step t -> t+1, for each layer in
+            order whose noise std is not 0, one draw ``rng.standard_normal((B, n_i))`` (in the
+            phase's dtype).
         noise : optional explicit noise, list over layers of (T_fb - 1, B, n_i) standard-normal
             arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
         beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
@@ -851,6 +905,7 @@ class BatchedDFC:
             R = Z
         return np.ascontiguousarray(R.transpose(0, 2, 1))  # JQ[b, k, c] = d r_L[k] / d u[c]
 
+    @_with_blas_threads
     def ssa(
         self,
         X: np.ndarray,
