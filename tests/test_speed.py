@@ -72,7 +72,7 @@ SLEEP = {
     "k_p_fb": 0.3,
     "alpha_fb": 0.4,
     "dt_fb": 0.01,
-    "tmax_fb": 40,  # 39 pairs: two full accumulation chunks of 16 and a partial one
+    "tmax_fb": 40,  # 39 pairs v_A[t] u[t+1]
     "tcr_fb": 0.02,
     "tau_A": 0.2,
 }
@@ -96,7 +96,7 @@ def test_sleep_rng_draws_the_documented_noise_arrays():
     assert np.abs(a.dQ[0]).max() > 1e-3
 
 
-def test_sleep_chunked_estimator_equals_the_sum_over_the_trajectory():
+def test_sleep_estimator_equals_the_sum_over_the_trajectory():
     p, w, X, _ = _setup(sleep=SLEEP)
     res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(4), record=True)
     T, B = SLEEP["tmax_fb"], len(X)

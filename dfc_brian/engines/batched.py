@@ -50,10 +50,10 @@ Implementation notes:
 - Samples that fail the convergence test are removed afterwards by re-integrating the smaller
   of the two subsets (samples evolve independently), so the update of the converged ones is
   exact.
-- Sleep phase: the apical noise of a whole phase is drawn at once per layer (and scaled
-  once); the estimator's pairs v_A[t] u[t+1]^T are summed per chunk of steps with one
-  (n_i x kB) @ (kB x n_L) matmul, v_A[t] being kept in a ring of K+1 states. Its precision is
-  selectable per call (``sleep_phase(dtype=...)``, ``training.dtype_fb``).
+- Sleep phase: its precision is selectable per call (``sleep_phase(dtype=...)``,
+  ``training.dtype_fb``; float32 dQ within ~1e-6 of float64's with the same noise).
+- BLAS threads: the phases run with ``threads`` BLAS threads (default 1, see
+  :class:`BatchedDFC`); the per-step products are too small to share between threads.
 - Optional stationary finish of the controlled phase (``stationary_tol``, off by default):
   once the state stops moving, the remaining steps' terms are added in closed form.
 - ``feedforward``, ``output_target``, ``jacobian`` and ``ssa`` always work in float64; the
@@ -529,19 +529,6 @@ class BatchedDFC:
                 noise_buf[i] = np.empty((B, self.sizes[i + 1]), dtype=dt)
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
-            # v_A[t] lives in slot k of a ring of K+1 states, u[t+1] in U_buf[k]; one GEMM per chunk
-            K_s = max(1, min(ACCUMULATION_CHUNK, T - 1))
-            VA_ring = [np.zeros((K_s + 1, B, n), dtype=dt) for n in self.sizes[1:]]
-            U_buf = np.empty((K_s, B, n_L), dtype=dt)
-            vA = [VA_ring[i][0] for i in range(L)]
-            k_sl = 0
-
-            def flush_sleep(k: int) -> None:
-                Um = U_buf[:k].reshape(k * B, n_L)
-                for j in range(L):
-                    S_Q[j] += VA_ring[j][:k].reshape(k * B, -1).T @ Um
-                    VA_ring[j][0] = VA_ring[j][k]
-                    vA[j] = VA_ring[j][0]
 
         inst = ctrl.instantaneous
         lim = DIVERGENCE_LIMIT
@@ -560,8 +547,6 @@ class BatchedDFC:
                 u_new = K_I * u_int + k_p * e
             u_fb = u_new if ctrl.proactive else u
             u = u_new
-            if want_sleep:
-                U_buf[k_sl] = u  # u[t+1], paired with v_A[t] (the authors' estimator)
             if not (np.all(np.abs(u) <= lim)):
                 raise DivergenceError(-1, t + 1, phase)
             if not inst:  # all basal inputs from the previous step's rates
@@ -578,12 +563,9 @@ class BatchedDFC:
                     # v_A += dt/tau_A (-v_A + Q u) + sigma sqrt(dt)/tau_A xi
                     fb[i] -= vA[i]
                     fb[i] *= a_decay
-                    if want_sleep:  # v_A[t+1] into the next ring slot; v_A[t] stays for S_Q
-                        nxt = VA_ring[i][k_sl + 1]
-                        np.add(vA[i], fb[i], out=nxt)
-                        vA[i] = nxt
-                    else:
-                        vA[i] += fb[i]
+                    if want_sleep:  # the authors' pairing: v_A[t] (not yet updated) with u[t+1]
+                        S_Q[i] += vA[i].T @ u
+                    vA[i] += fb[i]
                     if xi_s[i] is not None:
                         vA[i] += xi_s[i][t]
                     elif noise_buf[i] is not None:
@@ -622,18 +604,11 @@ class BatchedDFC:
                             )
                         steps = t + 2
                         break
-            if want_sleep:
-                k_sl += 1
-                if k_sl == K_s:
-                    flush_sleep(K_s)
-                    k_sl = 0
             if record:
                 store(t + 1)
 
         if want_dfc and k_buf:
             flush(k_buf)
-        if want_sleep and k_sl:
-            flush_sleep(k_sl)
         out["steps_simulated"] = steps
         out.update(
             dv=dv,
