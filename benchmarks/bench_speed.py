@@ -196,7 +196,15 @@ def worker(args: argparse.Namespace) -> None:
         pass
     np.savez(args.result + ".npz", **outputs)
     Path(args.result + ".json").write_text(
-        json.dumps({"times": times, "steps": steps, "blas": blas, "numpy": np.__version__})
+        json.dumps(
+            {
+                "times": times,
+                "steps": steps,
+                "blas": blas,
+                "engine_threads": getattr(eng, "threads", "attribute absent (BLAS default)"),
+                "numpy": np.__version__,
+            }
+        )
     )
 
 
@@ -324,7 +332,7 @@ def main() -> None:
                 for side in order:
                     res = run_side(sides[side], inputs, task, f"{tmp}/{side}_{task}_{r}", env)
                     per_round[task][side].append(min(res["times"][task]))
-                    blas[side] = res["blas"]
+                    blas[side] = {"library": res["blas"], "engine_threads": res.get("engine_threads")}
                     if side == "new":
                         steps_new.update(res.get("steps", {}))
                     last[(side, task)] = f"{tmp}/{side}_{task}_{r}.npz"
@@ -379,7 +387,8 @@ def main() -> None:
         ),
         "machine": dict(
             machine_info(),
-            blas=blas.get("new"),
+            blas_new=blas.get("new"),
+            blas_base=blas.get("base"),
             blas_threads_env=args.threads or "unset",
             load_average_before=list(load_before),
             load_average_after=list(os.getloadavg()),
