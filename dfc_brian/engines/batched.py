@@ -299,6 +299,7 @@ class BatchedDFC:
         return r_star  # float64 whatever the engine dtype: r* - r_L^- is tiny
 
     # ------------------------------------------------------------------ feedforward
+    @_with_blas_threads
     def feedforward(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Feedforward pass :math:`v_i = W_i r_{i-1} + b_i`, :math:`r_i = \\phi(v_i)`.
 
@@ -331,6 +332,7 @@ class BatchedDFC:
         _, grad = loss_and_grad(r_L, y, self.params.network.loss)
         return r_L - lam * grad  # float64 whatever the engine dtype
 
+    @_with_blas_threads
     def jacobian(
         self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None, stacked: bool = True
     ) -> np.ndarray | list[np.ndarray]:
@@ -854,6 +856,7 @@ class BatchedDFC:
         return out
 
     # ------------------------------------------------------------------ DFC-SSA
+    @_with_blas_threads
     def jq(self, v: Sequence[np.ndarray]) -> np.ndarray:
         """:math:`J Q = \\sum_i J_i Q_i` per sample (B, n_L, n_L), by pushing Q forward.
 
