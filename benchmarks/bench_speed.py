@@ -24,6 +24,12 @@ Usage::
     nice -n 5 .venv/bin/python benchmarks/bench_speed.py [--rounds 3] [--tasks ssa,sleep,dfc]
         [--threads N] [--base-commit 54c366a] [--base-dir /tmp/base54] [--out FILE]
 
+Threads: today's engine runs its phases with ``BatchedDFC(threads=1)`` BLAS thread by default,
+the baseline with whatever OpenBLAS starts (2 on the 2-core machine). With other jobs on the
+machine 2 threads make the per-step products many times slower, with an idle machine ~1.3x
+faster, so the default-threads ratio depends on the load; ``--threads 1`` puts both sides on
+one thread and measures the algorithmic change alone. Report both.
+
 Output: JSON in ``benchmarks/results/`` with the machine (CPU model, cores, BLAS and its
 threads, load average before and after), the per-round times of both sides and the ratios
 (baseline time / new time, the median over rounds of each side).
