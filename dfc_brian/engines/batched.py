@@ -50,12 +50,22 @@ Implementation notes:
 - Samples that fail the convergence test are removed afterwards by re-integrating the smaller
   of the two subsets (samples evolve independently), so the update of the converged ones is
   exact.
+- Sleep phase: its precision is selectable per call (``sleep_phase(dtype=...)``,
+  ``training.dtype_fb``; float32 dQ within ~1e-6 of float64's with the same noise).
+- BLAS threads: the phases run with ``threads`` BLAS threads (default 1, see
+  :class:`BatchedDFC`); the per-step products are too small to share between threads.
+- Optional stationary finish of the controlled phase (``stationary_tol``, off by default):
+  once the state stops moving, the remaining steps' terms are added in closed form.
 - ``feedforward``, ``output_target``, ``jacobian`` and ``ssa`` always work in float64; the
-  engine dtype applies to the integration loop only.
+  engine dtype applies to the integration loop only. DFC-SSA forms :math:`JQ` by pushing Q
+  forward through the linearised network (:meth:`BatchedDFC.jq`, one GEMM per layer for all
+  samples); ``ssa(exact=True)`` keeps the stacked-Jacobian route.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -66,8 +76,38 @@ from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights
 
+BLAS_THREADS = 1  # default BLAS threads of the engine's phases (see BatchedDFC ``threads``)
 DIVERGENCE_LIMIT = 1e6  # |v| above this (or NaN) raises DivergenceError
 ACCUMULATION_CHUNK = 16  # steps per update matmul (inner dimension chunk * B: faster GEMMs)
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+@functools.lru_cache(maxsize=1)
+def _threadpool_controller():  # noqa: ANN202 - threadpoolctl is optional at import time
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    return ThreadpoolController()
+
+
+def blas_threads(n: int | None) -> contextlib.AbstractContextManager:
+    """Context that limits the BLAS library to ``n`` threads (``None``: leave it as it is)."""
+    ctl = _threadpool_controller() if n is not None else None
+    if ctl is None:
+        return contextlib.nullcontext()
+    return ctl.limit(limits=int(n), user_api="blas")
+
+
+def _with_blas_threads(fn):  # noqa: ANN001, ANN202
+    """Method decorator: run under ``blas_threads(self.threads)`` (signature kept)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with blas_threads(self.threads):
+            return fn(self, *args, **kw)
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------- nonlinearities
@@ -192,9 +232,21 @@ class BatchedDFC:
     dtype : numpy dtype
         ``np.float64`` (default, as the authors) or ``np.float32`` (about 2x faster; the
         update sums are still accumulated in float64).
+    threads : int or None
+        BLAS threads while a phase or the SSA solve runs (default ``BLAS_THREADS`` = 1;
+        ``None``: whatever the BLAS library is set to). The per-step matrices (B x 256 times
+        256 x 256) are too small to share: on the 2-core development machine with other jobs
+        running, 2 OpenBLAS threads made one such product ~17x slower than 1 thread.
+        Results do not depend on it beyond round-off.
     """
 
-    def __init__(self, params: ModelParams, weights: Weights, dtype: type = np.float64) -> None:
+    def __init__(
+        self,
+        params: ModelParams,
+        weights: Weights,
+        dtype: type = np.float64,
+        threads: int | None = BLAS_THREADS,
+    ) -> None:
         if not isinstance(params, ModelParams):
             raise ConfigError(f"params must be a ModelParams, got {type(params).__name__}")
         if not isinstance(weights, Weights):
@@ -202,6 +254,9 @@ class BatchedDFC:
         if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
         weights.validate(params.network)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        self.threads = threads
         self.params = params
         self.weights = weights
         self.dtype = np.dtype(dtype)
@@ -210,9 +265,11 @@ class BatchedDFC:
         self.sizes = params.network.sizes
 
     # ------------------------------------------------------------------ helpers
-    def _mats(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    def _mats(
+        self, dtype: np.dtype | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """Transposed weights in the engine dtype: W_i.T (n_pre, n_post), b_i, Q_i.T (n_L, n_i)."""
-        dt = self.dtype
+        dt = self.dtype if dtype is None else dtype
         WT = [np.ascontiguousarray(w.T, dtype=dt) for w in self.weights.W]
         b = [np.asarray(x, dtype=dt) for x in self.weights.b]
         QT = [np.ascontiguousarray(q.T, dtype=dt) for q in self.weights.Q]
@@ -242,6 +299,7 @@ class BatchedDFC:
         return r_star  # float64 whatever the engine dtype: r* - r_L^- is tiny
 
     # ------------------------------------------------------------------ feedforward
+    @_with_blas_threads
     def feedforward(self, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Feedforward pass :math:`v_i = W_i r_{i-1} + b_i`, :math:`r_i = \\phi(v_i)`.
 
@@ -274,6 +332,7 @@ class BatchedDFC:
         _, grad = loss_and_grad(r_L, y, self.params.network.loss)
         return r_L - lam * grad  # float64 whatever the engine dtype
 
+    @_with_blas_threads
     def jacobian(
         self, X: np.ndarray | None = None, v: Sequence[np.ndarray] | None = None, stacked: bool = True
     ) -> np.ndarray | list[np.ndarray]:
@@ -342,6 +401,18 @@ class BatchedDFC:
         out[...] = np.where(a >= 0, np.maximum(d, -a), np.maximum(a + d, 0.0))
         return out
 
+    @staticmethod
+    def _stationary(dv: list[np.ndarray], u: np.ndarray, snap: list[np.ndarray], tol: float) -> bool:
+        """True if no voltage deviation nor u moved by more than ``tol`` x its largest value since
+        the snapshot ``snap`` (taken one accumulation chunk earlier); refreshes the snapshot."""
+        still = True
+        for x, old in zip([*dv, u], snap, strict=True):
+            scale = float(np.max(np.abs(x)))
+            if float(np.max(np.abs(x - old))) > tol * scale:
+                still = False
+            np.copyto(old, x)
+        return still
+
     def _integrate(
         self,
         X: np.ndarray,
@@ -356,6 +427,9 @@ class BatchedDFC:
         record: bool = False,
         want_dfc: bool = False,
         want_sleep: bool = False,
+        ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
+        dtype: np.dtype | None = None,
+        stationary_tol: float | None = None,
     ) -> dict:
         """Euler-integrate T = ``ctrl.tmax`` stored states; return the final state and the sums.
 
@@ -364,8 +438,9 @@ class BatchedDFC:
         this is the same scheme, but the small controlled deviations keep their own relative
         precision (the target step :math:`\\lambda/B` is ~1e-4 of the activations).
         """
-        WT, _, QT = self._mats()
-        L, dt = self.L, self.dtype
+        dt = self.dtype if dtype is None else np.dtype(dtype)
+        WT, _, QT = self._mats(dt)
+        L = self.L
         B = X.shape[0]
         T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
         k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
@@ -376,12 +451,15 @@ class BatchedDFC:
         a_decay = 0.0 if tau_A is None else h / tau_A
 
         # feedforward reference state (float64), t = 0: v = v^B = v^-, u = u_int = v_A = 0
-        v_ff, r_ff = [], []
-        prev = X.astype(np.float64)
-        for i in range(L):
-            v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
-            r_ff.append(phi(self.acts[i], v_ff[i]))
-            prev = r_ff[i]
+        if ff is not None:  # the caller's feedforward pass of this X (same expression)
+            v_ff, r_ff = list(ff[0]), list(ff[1])
+        else:
+            v_ff, r_ff = [], []
+            prev = X.astype(np.float64)
+            for i in range(L):
+                v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
+                r_ff.append(phi(self.acts[i], v_ff[i]))
+                prev = r_ff[i]
         base = []
         for i in range(L):
             ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
@@ -440,12 +518,25 @@ class BatchedDFC:
                     Dm = D_buf[j][:k].reshape(k * B, -1)
                     S_W[j] += Dm.T @ R_buf[j][:k].reshape(k * B, -1)
 
+        # apical noise: explicit arrays scaled once (xi_s[i][t] drives step t -> t+1), or one draw
+        # per step and layer from rng into a buffer (step by step, layer by layer)
+        xi_s: list[np.ndarray | None] = [None] * L
+        noise_buf: list[np.ndarray | None] = [None] * L
+        for i in range(L):
+            if tau_A is None or noise_scale[i] == 0.0:
+                continue
+            if noise is not None:
+                xi_s[i] = np.multiply(np.asarray(noise[i], dtype=dt), dt.type(noise_scale[i]))
+            else:
+                noise_buf[i] = np.empty((B, self.sizes[i + 1]), dtype=dt)
         if want_sleep:
             S_Q = [np.zeros((n, n_L)) for n in self.sizes[1:]]
-        if noise is not None:
-            noise = [np.asarray(xi, dtype=dt) for xi in noise]
+
         inst = ctrl.instantaneous
         lim = DIVERGENCE_LIMIT
+        steps = T  # stored states simulated (fewer if the stationary finish applies)
+        finish_early = stationary_tol is not None and want_dfc and not record
+        snap: list[np.ndarray] = [x.copy() for x in dv] + [u.copy()] if finish_early else []
 
         for t in range(T - 1):
             # --- controller: e = r* - r_L = delta_L - dr_L (u_new = u[t+1])
@@ -467,8 +558,6 @@ class BatchedDFC:
             for i in range(L):
                 if inst and i > 0:
                     np.matmul(dr[i - 1], WT[i], out=dvB[i])
-                if want_sleep:  # the authors' pairing: v_A[t] (not yet updated) with u[t+1]
-                    S_Q[i] += vA[i].T @ u
                 np.matmul(u_fb, QT[i], out=fb[i])
                 if tau_A is None:
                     vA[i], fb[i] = fb[i], vA[i]
@@ -476,13 +565,15 @@ class BatchedDFC:
                     # v_A += dt/tau_A (-v_A + Q u) + sigma sqrt(dt)/tau_A xi
                     fb[i] -= vA[i]
                     fb[i] *= a_decay
+                    if want_sleep:  # the authors' pairing: v_A[t] (not yet updated) with u[t+1]
+                        S_Q[i] += vA[i].T @ u
                     vA[i] += fb[i]
-                    if noise_scale[i] != 0.0:
-                        if noise is not None:
-                            xi = noise[i][t]
-                        else:
-                            xi = rng.standard_normal(vA[i].shape, dtype=dt)
-                        vA[i] += noise_scale[i] * xi
+                    if xi_s[i] is not None:
+                        vA[i] += xi_s[i][t]
+                    elif noise_buf[i] is not None:
+                        xi = rng.standard_normal(dtype=dt, out=noise_buf[i])
+                        xi *= dt.type(noise_scale[i])
+                        vA[i] += xi
                 # v += dt/tcr (v_A + v_B - v)
                 np.add(vA[i], dvB[i], out=tmp[i])
                 tmp[i] -= dv[i]
@@ -504,11 +595,23 @@ class BatchedDFC:
                 if k_buf == K:
                     flush(K)
                     k_buf = 0
+                    if finish_early and self._stationary(dv, u, snap, stationary_tol):
+                        # the remaining T-2-t steps would add this step's terms again
+                        n_rem = T - 2 - t
+                        S_d[0] += n_rem * dr[0].astype(np.float64)
+                        for j in range(1, L):
+                            S_d[j] += n_rem * D_buf[j][K - 1].astype(np.float64)
+                            S_W[j] += n_rem * (
+                                D_buf[j][K - 1].T.astype(np.float64) @ R_buf[j][K - 1].astype(np.float64)
+                            )
+                        steps = t + 2
+                        break
             if record:
                 store(t + 1)
 
         if want_dfc and k_buf:
             flush(k_buf)
+        out["steps_simulated"] = steps
         out.update(
             dv=dv,
             dvB=dvB,
@@ -535,8 +638,14 @@ class BatchedDFC:
         return out
 
     # ------------------------------------------------------------------ controlled phase
+    @_with_blas_threads
     def controlled_phase(
-        self, X: np.ndarray, r_star: np.ndarray, record: bool = False, accumulate: bool = True
+        self,
+        X: np.ndarray,
+        r_star: np.ndarray,
+        record: bool = False,
+        accumulate: bool = True,
+        stationary_tol: float | None = None,
     ) -> PhaseResult:
         """Simulate the controlled ("forward") phase and accumulate the DFC updates.
 
@@ -549,6 +658,14 @@ class BatchedDFC:
         accumulate : bool
             Accumulate the time-averaged DFC update (``dW_dfc``, ``db_dfc``). The last-step
             DFC-SS update (``dW_ss``, ``db_ss``) is always computed.
+        stationary_tol : float or None
+            ``None`` (default): exact, all T stored states are simulated. A number (e.g. 1e-7):
+            at the end of each accumulation chunk (``ACCUMULATION_CHUNK`` steps), if no voltage
+            deviation nor u moved by more than ``stationary_tol`` times its largest value over
+            the chunk, the remaining steps are taken as repeats of the last one and their terms
+            added in closed form (``extra['steps_simulated']`` says how many states were
+            simulated). Needs ``accumulate`` and no ``record``; the final state, the
+            convergence test and DFC-SS then use the stationary state.
 
         Returns
         -------
@@ -560,7 +677,12 @@ class BatchedDFC:
         B = X.shape[0]
         r_star = self._check_target(r_star, B)
         ctrl = self.params.controller
-        res = self._integrate(X, r_star, ctrl, phase="controlled", record=record, want_dfc=accumulate)
+        if stationary_tol is not None and not (stationary_tol > 0):
+            raise ConfigError(f"stationary_tol must be positive or None, got {stationary_tol!r}")
+        tol = stationary_tol
+        res = self._integrate(
+            X, r_star, ctrl, phase="controlled", record=record, want_dfc=accumulate, stationary_tol=tol
+        )
         T = ctrl.tmax
         r_ff = res["r_ff"][-1]
 
@@ -582,7 +704,9 @@ class BatchedDFC:
             e_last=res["e_last"],
             r_last=res["r"],
         )
-        out.extra.update(rel_residual=rel, e_last_norm=e_last_n, e0_norm=e0_n)
+        out.extra.update(
+            rel_residual=rel, e_last_norm=e_last_n, e0_norm=e0_n, steps_simulated=res["steps_simulated"]
+        )
 
         # --- DFC-SS: last step, basal input rebuilt from r_{i-1}[T-1]:
         #     phi(v_B' + dv) - phi(v_B'), dv = v[T-1] - v_B[T-1], v_B' = W r_{i-1}[T-1] + b
@@ -606,11 +730,15 @@ class BatchedDFC:
             if not mask.all():
                 drop = ~mask
                 if drop.sum() <= B // 2:
-                    sub = self._integrate(X[drop], r_star[drop], ctrl, phase="controlled", want_dfc=True)
+                    sub = self._integrate(
+                        X[drop], r_star[drop], ctrl, phase="controlled", want_dfc=True, stationary_tol=tol
+                    )
                     S_W = [S_W[i] - sub["S_W"][i] for i in range(self.L)]
                     S_b = [S_b[i] - sub["S_b"][i] for i in range(self.L)]
                 elif mask.any():
-                    sub = self._integrate(X[mask], r_star[mask], ctrl, phase="controlled", want_dfc=True)
+                    sub = self._integrate(
+                        X[mask], r_star[mask], ctrl, phase="controlled", want_dfc=True, stationary_tol=tol
+                    )
                     S_W, S_b = sub["S_W"], sub["S_b"]
                 else:
                     S_W = [np.zeros_like(x) for x in S_W]
@@ -629,6 +757,7 @@ class BatchedDFC:
         out.u, out.u_int, out.e = rec["u"], rec["u_int"], rec["e"]
 
     # ------------------------------------------------------------------ sleep phase
+    @_with_blas_threads
     def sleep_phase(
         self,
         X: np.ndarray,
@@ -636,6 +765,7 @@ class BatchedDFC:
         record: bool = False,
         noise: Sequence[np.ndarray] | None = None,
         beta: float = 0.0,
+        dtype: type | None = None,
     ) -> PhaseResult:
         """Feedback-learning ("sleep") phase: no output error, noisy apical compartments.
 
@@ -658,12 +788,16 @@ class BatchedDFC:
         Parameters
         ----------
         X : (B, n_0) input.
-        rng : numpy Generator drawing the white noise (one (B, n_i) draw per layer and step,
-            skipped for a layer whose noise std is 0).
+        rng : numpy Generator drawing the white noise: at each step t -> t+1, for each layer in
+            order whose noise std is not 0, one draw ``rng.standard_normal((B, n_i))`` (in the
+            phase's dtype).
         noise : optional explicit noise, list over layers of (T_fb - 1, B, n_i) standard-normal
             arrays (``noise[i][t]`` drives the step t -> t+1); overrides ``rng``.
         beta : weight decay of the rule (0 by default: :mod:`~dfc_brian.engines.optim` adds the
             decay as L2 in the optimiser).
+        dtype : precision of this phase's integration (default: the engine's). ``np.float32``
+            is about twice as fast; on the MNIST settings its dQ differs from float64's by
+            ~2e-7 relative with the same noise (the sums are kept in float64).
         """
         X = self._check_X(X)
         B = X.shape[0]
@@ -682,7 +816,14 @@ class BatchedDFC:
             raise ConfigError(
                 "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
             )
-        r_star = self.feedforward(X)[1][-1]
+        if dtype is None:
+            dt_phase = self.dtype
+        elif np.dtype(dtype) in (np.dtype(np.float64), np.dtype(np.float32)):
+            dt_phase = np.dtype(dtype)
+        else:
+            raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
+        ff = self.feedforward(X)
+        r_star = ff[1][-1]
         res = self._integrate(
             X,
             r_star,
@@ -694,6 +835,8 @@ class BatchedDFC:
             rng=rng,
             record=record,
             want_sleep=True,
+            ff=ff,
+            dtype=dt_phase,
         )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2
@@ -713,40 +856,97 @@ class BatchedDFC:
         return out
 
     # ------------------------------------------------------------------ DFC-SSA
-    def ssa(self, X: np.ndarray, r_star: np.ndarray) -> PhaseResult:
+    @_with_blas_threads
+    def jq(self, v: Sequence[np.ndarray]) -> np.ndarray:
+        """:math:`J Q = \\sum_i J_i Q_i` per sample (B, n_L, n_L), by pushing Q forward.
+
+        The columns of Q are the directions in which the controller moves the voltages, so
+        :math:`J Q` is the forward-mode derivative of :math:`r_L` w.r.t. u through the network
+        linearised at the voltages ``v``:
+
+        .. math::
+            Z_1 = Q_1, \\qquad Z_{i+1} = W_{i+1}\\,\\mathrm{diag}(\\phi_i'(v_i))\\, Z_i + Q_{i+1},
+            \\qquad J Q = \\mathrm{diag}(\\phi_L'(v_L))\\, Z_L
+
+        with :math:`Z_i = \\partial v_i/\\partial u` (n_i x n_L). All samples' tangents are carried
+        as one (B n_L, n_i) matrix, so each layer is one GEMM; no (B, n_L, sum n_i) Jacobian is
+        formed. Equal to ``sum_i jacobian(v)[i] @ Q_i`` up to round-off.
+        """
+        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=np.float64)) for i in range(self.L)]
+        B, n_L = dphi[-1].shape
+        W, Q = self.weights.W, self.weights.Q
+        R = Q[0].T[None, :, :] * dphi[0][:, None, :]  # (B, n_L, n_1): d r_1 / d u, row c = column c of Q
+        for i in range(1, self.L):
+            Z = (R.reshape(B * n_L, -1) @ W[i].T).reshape(B, n_L, -1)
+            Z += Q[i].T[None, :, :]
+            Z *= dphi[i][:, None, :]
+            R = Z
+        return np.ascontiguousarray(R.transpose(0, 2, 1))  # JQ[b, k, c] = d r_L[k] / d u[c]
+
+    @_with_blas_threads
+    def ssa(
+        self,
+        X: np.ndarray,
+        r_star: np.ndarray,
+        exact: bool = False,
+        ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
+    ) -> PhaseResult:
         """DFC-SSA: analytic linearised steady state, no simulation.
 
         .. math::
             u = (J Q + \\alpha I)^{-1}\\delta_L, \\quad \\delta_L = r_L^* - r_L^-, \\quad
             \\Delta v_i = Q_i u, \\quad v_i = W_i \\phi(v_{i-1}) + b_i + \\Delta v_i
 
-        with J the Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feedforward pass
-        (:meth:`jacobian`), per sample. The update uses the propagated target rates both in the
-        difference term and as presynaptic rates:
+        with J the Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feedforward pass,
+        per sample. The update uses the propagated target rates both in the difference term
+        and as presynaptic rates:
         :math:`\\Delta W_i = \\frac1B\\sum_b(\\phi(v_i) - \\phi(W_i r_{i-1} + b_i))\\, r_{i-1}^T`.
+
+        Parameters
+        ----------
+        X, r_star : (B, n_0) input and (B, n_L) output target.
+        exact : bool
+            ``False`` (default): :math:`JQ` by pushing Q forward (:meth:`jq`, one GEMM per
+            layer) and layer 1's basal input taken from the feedforward pass. ``True``: the
+            original route, the stacked Jacobian (:meth:`jacobian`) times Q and a second full
+            forward pass. The two agree to round-off (~1e-13 relative; tested at 1e-10).
+        ff : optional ``(v, r)`` of :meth:`feedforward` for this X (saves recomputing it).
         """
         X = self._check_X(X)
         B = X.shape[0]
         r_star = self._check_target(r_star, B)
-        v_ff, r_ff = self.feedforward(X)
-        blocks = self.jacobian(v=v_ff, stacked=False)
+        if ff is None:
+            v_ff, r_ff = self.feedforward(X)
+        else:
+            v_ff, r_ff = ff
+            if len(v_ff) != self.L or len(r_ff) != self.L:
+                raise ConfigError(f"ff must hold {self.L} voltages and {self.L} rates")
         n_L = self.sizes[-1]
-        JQ = sum(np.matmul(blocks[i], self.weights.Q[i]) for i in range(self.L))
+        if exact:
+            blocks = self.jacobian(v=v_ff, stacked=False)
+            JQ = sum(np.matmul(blocks[i], self.weights.Q[i]) for i in range(self.L))
+        else:
+            JQ = self.jq(v_ff)
         A = JQ + self.params.controller.alpha * np.eye(n_L)
         delta = r_star - r_ff[-1]
         u = np.linalg.solve(A, delta[:, :, None])[:, :, 0]
-        dW, db, dv_all, v_t = [], [], [], []
+        dW, db, dv_all, v_t, r_t = [], [], [], [], []
         prev = X
         for i in range(self.L):
-            vB = prev @ self.weights.W[i].T + self.weights.b[i]
+            if i == 0 and not exact:  # the input is the feedforward one: W_1 x + b_1 is v_1^-
+                vB, rB = v_ff[0], r_ff[0]
+            else:
+                vB = prev @ self.weights.W[i].T + self.weights.b[i]
+                rB = phi(self.acts[i], vB)
             dv = u @ self.weights.Q[i].T
             vi = vB + dv
             ri = phi(self.acts[i], vi)
-            d = ri - phi(self.acts[i], vB)
+            d = ri - rB
             dW.append(d.T @ prev / B)
             db.append(d.sum(axis=0) / B)
             dv_all.append(dv)
             v_t.append(vi)
+            r_t.append(ri)
             prev = ri
         out = PhaseResult(
             r_star=r_star,
@@ -755,7 +955,7 @@ class BatchedDFC:
             n_nonconverged=0,
             u_last=u,
             e_last=r_star - prev,
-            r_last=[phi(self.acts[i], v_t[i]) for i in range(self.L)],
+            r_last=r_t,
             dW_ssa=dW,
             db_ssa=db,
             u=u,

@@ -122,12 +122,20 @@ class Adam:
         for p, g, m, s in zip(params, grads, self.m, self.s, strict=True):
             if self.weight_decay:
                 g = g + self.weight_decay * p
+            # in place, in the order of the textbook expressions (the same numbers, two buffers)
+            buf = np.multiply(g, 1.0 - b1)
             m *= b1
-            m += (1.0 - b1) * g
+            m += buf
+            np.multiply(g, 1.0 - b2, out=buf)
+            buf *= g
             s *= b2
-            s += (1.0 - b2) * g * g
-            denom = np.sqrt(s) / math.sqrt(bc2) + self.eps
-            p -= (self.lr / bc1) * m / denom
+            s += buf
+            denom = np.sqrt(s, out=buf)
+            denom /= math.sqrt(bc2)
+            denom += self.eps
+            step = np.multiply(m, self.lr / bc1)
+            step /= denom
+            p -= step
 
     def state_dict(self, prefix: str = "") -> dict[str, np.ndarray]:
         d = {f"{prefix}t": np.array(self.t)}

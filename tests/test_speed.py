@@ -1,0 +1,224 @@
+"""Fast engine paths (issue 9) against the exact ones they replace.
+
+Each fast path is checked against its ``exact`` counterpart, which the other test files check
+against ``tests/reference.py`` and the analytic results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfc_brian.engines.batched import BatchedDFC
+from dfc_brian.model.params import ConfigError, ModelParams
+from dfc_brian.model.weights import init_weights
+
+SIZES = [7, 9, 8, 6, 4]
+ACTS = ["tanh", "relu", "tanh", "linear"]
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _setup(B: int = 5, seed: int = 2, sleep: dict | None = None, acts: list[str] = ACTS):
+    cfg = {
+        "model": {"sizes": SIZES, "activations": acts, "loss": "ce"},
+        "controller": {"k_p": 1.5, "alpha": 0.01, "dt": 0.05, "tmax": 60, "tcr": 0.2, "target_stepsize": 0.5},
+    }
+    if sleep is not None:
+        cfg["sleep"] = sleep
+    p = ModelParams.from_dict(cfg)
+    w = init_weights(p.network, seed=seed, q_init="random")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(B, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], B)
+    return p, w, X, y
+
+
+# ------------------------------------------------------------------ DFC-SSA
+def test_jq_forward_push_equals_jacobian_times_q():
+    p, w, X, _ = _setup()
+    eng = BatchedDFC(p, w)
+    v, _ = eng.feedforward(X)
+    J = eng.jacobian(v=v, stacked=False)
+    expect = sum(np.matmul(J[i], w.Q[i]) for i in range(len(J)))
+    got = eng.jq(v)
+    assert got.shape == (len(X), SIZES[-1], SIZES[-1])
+    assert _rel(got, expect) < 1e-13
+
+
+@pytest.mark.parametrize("acts", [ACTS, ["tanh", "tanh", "tanh", "tanh"]])
+def test_ssa_fast_equals_exact(acts):
+    p, w, X, y = _setup(acts=acts)
+    eng = BatchedDFC(p, w)
+    ff = eng.feedforward(X)
+    r_star = eng.output_target(ff[1][-1], y)
+    a = eng.ssa(X, r_star, exact=True)
+    b = eng.ssa(X, r_star)
+    c = eng.ssa(X, r_star, ff=ff)
+    assert _rel(b.u, a.u) < 1e-10 and np.abs(a.u).max() > 1e-3
+    for i in range(len(acts)):
+        assert _rel(b.dW_ssa[i], a.dW_ssa[i]) < 1e-10
+        assert _rel(b.db_ssa[i], a.db_ssa[i]) < 1e-10
+        assert _rel(b.r_last[i], a.r_last[i]) < 1e-12
+        np.testing.assert_array_equal(c.dW_ssa[i], b.dW_ssa[i])
+
+
+# ------------------------------------------------------------------ sleep phase
+SLEEP = {
+    "sigma": 0.05,
+    "sigma_output_fb": 0.0,
+    "k_p_fb": 0.3,
+    "alpha_fb": 0.4,
+    "dt_fb": 0.01,
+    "tmax_fb": 40,  # 39 pairs v_A[t] u[t+1]
+    "tcr_fb": 0.02,
+    "tau_A": 0.2,
+}
+
+
+def test_sleep_rng_draws_the_documented_noise_arrays():
+    """rng path = explicit noise drawn step by step, layer by layer (noisy layers only), (B, n_i) each."""
+    p, w, X, _ = _setup(sleep=SLEEP)
+    eng = BatchedDFC(p, w)
+    a = eng.sleep_phase(X, rng=np.random.default_rng(11))
+    g = np.random.default_rng(11)
+    T, B = SLEEP["tmax_fb"], len(X)
+    noise = [np.empty((T - 1, B, n)) for n in SIZES[1:]]
+    for t in range(T - 1):
+        for i in range(len(SIZES) - 2):  # output layer: sigma_output_fb 0, no draw
+            noise[i][t] = g.standard_normal((B, SIZES[i + 1]))
+    noise[-1][:] = 7.0  # ignored: its noise std is 0
+    b = eng.sleep_phase(X, noise=noise)
+    for i in range(len(SIZES) - 1):
+        np.testing.assert_array_equal(a.dQ[i], b.dQ[i])
+    assert np.abs(a.dQ[0]).max() > 1e-3
+
+
+def test_sleep_estimator_equals_the_sum_over_the_trajectory():
+    p, w, X, _ = _setup(sleep=SLEEP)
+    res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(4), record=True)
+    T, B = SLEEP["tmax_fb"], len(X)
+    for i in range(len(SIZES) - 1):
+        S = np.einsum("btn,btm->nm", res.v_apical[i][:, :-1], res.u[:, 1:])
+        expect = -S / (SLEEP["sigma"] ** 2 * B * (T - 1))
+        assert _rel(res.dQ[i], expect) < 1e-12
+
+
+# ------------------------------------------------------------------ optimiser
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_adam_in_place_equals_the_textbook_expressions(wd):
+    """The in-place Adam gives bit for bit the numbers of the plain expressions."""
+    from dfc_brian.engines.optim import Adam
+
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(20, 9))
+    q, m, s = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    opt = Adam(lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=wd)
+    for t in range(1, 6):
+        g = rng.normal(size=p.shape)
+        opt.step([p], [g])
+        g = g + wd * q
+        m = 0.9 * m + (1.0 - 0.9) * g  # (m *= b1; m += ...) is this expression
+        s = 0.99 * s + (1.0 - 0.99) * g * g
+        q = q - (0.01 / (1.0 - 0.9**t)) * m / (np.sqrt(s) / np.sqrt(1.0 - 0.99**t) + 1e-8)
+        np.testing.assert_array_equal(p, q)
+
+
+def test_sleep_float32_phase_matches_float64_with_the_same_noise():
+    p, w, X, _ = _setup(sleep=SLEEP)
+    eng = BatchedDFC(p, w)
+    T, B = SLEEP["tmax_fb"], len(X)
+    g = np.random.default_rng(8)
+    noise = [g.standard_normal((T - 1, B, n)) for n in SIZES[1:]]
+    a = eng.sleep_phase(X, noise=noise)
+    b = eng.sleep_phase(X, noise=noise, dtype=np.float32)
+    for i in range(len(SIZES) - 1):
+        assert b.dQ[i].dtype == np.float64
+        assert 0 < _rel(b.dQ[i], a.dQ[i]) < 1e-5  # float32 round-off, not float64's
+    with pytest.raises(ConfigError, match="dtype"):
+        eng.sleep_phase(X, noise=noise, dtype=np.float16)
+
+
+def test_training_dtype_fb_selects_the_sleep_precision():
+    from dfc_brian.engines.methods import make_method
+
+    cfg = {
+        "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
+        "sleep": SLEEP,
+        "training": {"method": "DFC-SSA", "lr": 0.01, "lr_fb": 0.01, "dtype_fb": "float32"},
+    }
+    m = make_method(cfg, seed=0)
+    assert m.training["dtype_fb"] == "float32" and m.engine.dtype == np.float64
+    calls = []
+    orig = m.engine.sleep_phase
+    m.engine.sleep_phase = lambda X, **kw: calls.append(kw["dtype"]) or orig(X, **kw)
+    m.feedback_step(np.random.default_rng(0).normal(size=(4, SIZES[0])))
+    assert calls == [np.float32]
+    cfg["training"]["dtype_fb"] = None
+    assert make_method(cfg, seed=0).training["dtype_fb"] == "float64"
+    cfg["training"]["dtype_fb"] = "float16"
+    with pytest.raises(ConfigError, match="training.dtype_fb"):
+        make_method(cfg, seed=0)
+
+
+# ------------------------------------------------------------------ DFC: stationary finish
+def _angle_deg(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    x = np.concatenate([m.ravel() for m in a])
+    y = np.concatenate([m.ravel() for m in b])
+    x, y = x / np.linalg.norm(x), y / np.linalg.norm(y)
+    return float(np.degrees(2 * np.arctan2(np.linalg.norm(x - y), np.linalg.norm(x + y))))
+
+
+def test_dfc_stationary_finish_is_close_to_the_full_integration():
+    from dfc_brian.model.weights import weight_product_Q
+
+    p, w, X, y = _setup(B=6)
+    p = ModelParams.from_dict({**p.to_dict(), "controller": {**p.to_dict()["controller"], "tmax": 2000}})
+    w.Q = weight_product_Q(w.W)  # stable feedback: the phase settles well before T
+    eng = BatchedDFC(p, w)
+    r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
+    exact = eng.controlled_phase(X, r_star)
+    fast = eng.controlled_phase(X, r_star, stationary_tol=1e-9)
+    assert exact.extra["steps_simulated"] == 2000
+    assert fast.extra["steps_simulated"] < 1000  # it did finish early
+    assert _angle_deg(fast.dW_dfc + fast.db_dfc, exact.dW_dfc + exact.db_dfc) < 1e-4
+    for i in range(len(SIZES) - 1):
+        assert _rel(fast.dW_dfc[i], exact.dW_dfc[i]) < 1e-6
+    # a coarse tolerance stops earlier and is further off: the closed form is what is tested
+    coarse = eng.controlled_phase(X, r_star, stationary_tol=1e-2)
+    assert coarse.extra["steps_simulated"] < fast.extra["steps_simulated"]
+    with pytest.raises(ConfigError, match="stationary_tol"):
+        eng.controlled_phase(X, r_star, stationary_tol=0.0)
+
+
+def test_training_stationary_tol_reaches_the_controlled_phase():
+    from dfc_brian.engines.methods import make_method
+
+    cfg = {
+        "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
+        "controller": {"k_p": 1.5, "alpha": 0.01, "dt": 0.05, "tmax": 60, "tcr": 0.2, "target_stepsize": 0.5},
+        "training": {"method": "DFC", "q": "fixed", "lr": 0.01, "stationary_tol": 1e-7},
+    }
+    m = make_method(cfg, seed=0)
+    seen = []
+    orig = m.engine.controlled_phase
+    m.engine.controlled_phase = lambda X, r, **kw: seen.append(kw["stationary_tol"]) or orig(X, r, **kw)
+    rng = np.random.default_rng(0)
+    m.train_step(rng.normal(size=(4, SIZES[0])), rng.integers(0, SIZES[-1], 4))
+    assert seen == [1e-7]
+    cfg["training"]["stationary_tol"] = -1.0
+    with pytest.raises(ConfigError, match="training.stationary_tol"):
+        make_method(cfg, seed=0)
+
+
+def test_blas_threads_setting_does_not_change_results():
+    p, w, X, y = _setup(sleep=SLEEP)
+    r_star = BatchedDFC(p, w).output_target(BatchedDFC(p, w).feedforward(X)[1][-1], y)
+    a = BatchedDFC(p, w, threads=1)
+    b = BatchedDFC(p, w, threads=None)
+    assert _rel(a.ssa(X, r_star).u, b.ssa(X, r_star).u) < 1e-13
+    assert _rel(a.controlled_phase(X, r_star).u_last, b.controlled_phase(X, r_star).u_last) < 1e-12
+    with pytest.raises(ConfigError, match="threads"):
+        BatchedDFC(p, w, threads=0)
