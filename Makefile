@@ -29,6 +29,7 @@ bench: install
 	mkdir -p runs/bench
 	$(PY) benchmarks/bench_brian2.py --out runs/bench/brian2.json
 	$(PY) benchmarks/bench_batched.py --out runs/bench/batched.json
+	$(PY) benchmarks/bench_speed.py --threads 1 --out runs/bench/speed.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
