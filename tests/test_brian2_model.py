@@ -228,7 +228,8 @@ def test_weight_round_trip_and_index_order():
     x = np.random.default_rng(8).uniform(-1, 1, (1, 4))
     res = net.controlled_phase(x, np.zeros((1, 2)), record=("I_basal",), layers=[1], neurons=[[0, 4]])
     np.testing.assert_allclose(res.I_basal[0][0, 0], (w.W[0] @ x[0])[[0, 4]], atol=1e-14)
-    assert res.I_basal[1] is None
+    with pytest.raises(KeyError, match="layer 2, which was not recorded"):
+        res.I_basal[1]  # layer 2 was not in layers=
     np.testing.assert_array_equal(res.neurons[0], [0, 4])
 
 
