@@ -374,6 +374,7 @@ class DFCMethod(Method):
         idx = self._q_indices()
         opt.step([self.weights.Q[i] for i in idx], [grads[i] for i in idx])
         self.n_sleep += 1
+        # the joint norm of the raw feedback gradient, before the clip and the weight decay
         return {"sleep_dQ_norm": norm}
 
     def pretrain_feedback_step(self, X: np.ndarray) -> dict:

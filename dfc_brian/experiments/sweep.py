@@ -24,6 +24,7 @@ written to ``RUNS/sweep_summary.json`` after every finished task.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import copy
 import glob
@@ -519,7 +520,7 @@ def run_sweep(
             while pending:
                 try:
                     done = wait(list(pending), timeout=poll_s, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
+                except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                     done = set()
                 if watch is not None:
                     for msg in watch.poll([tasks[futures[f]] for f in pending if f not in done]):

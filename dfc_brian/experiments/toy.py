@@ -566,7 +566,8 @@ def fig3(
         ckpt, run_id = None, {}
         if checkpoint_dir is not None:
             ckpt = Path(checkpoint_dir) / f"{_slug(name)}.ckpt.npz"
-            run_id = {"method": name, "seed": seed, "n_train": n_tr, "tmax": T, "config": cfg}
+            run_id = {"method": name, "seed": seed, "n_train": n_tr, "n_test": n_test, "n_eval": n_eval}
+            run_id.update(tmax=T, config=cfg)
         hist: dict[str, list[float]] = {}
         wall0 = 0.0
         if ckpt is not None and ckpt.exists():
