@@ -40,6 +40,7 @@ from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
 from dfc_brian.experiments.results import array_json, atomic_savez, json_array, load_npz
+from dfc_brian.experiments.train import unpack_method_state
 from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
@@ -574,13 +575,7 @@ def fig3(
             st = load_npz(ckpt)
             if array_json(st["run_id"]) != array_json(json_array(run_id)):
                 raise ConfigError(f"{ckpt} belongs to another Fig. 3 run; remove it or use another folder")
-            method.load_state_dict(
-                {
-                    k[7:]: (v[()] if v.ndim == 0 and v.dtype.kind == "U" else v)
-                    for k, v in st.items()
-                    if k.startswith("method/")
-                }
-            )
+            method.load_state_dict(unpack_method_state(st))
             rng_fwd.bit_generator.state = array_json(st["rng_fwd"])
             rng_sleep.bit_generator.state = array_json(st["rng_sleep"])
             hist = {k: list(v) for k, v in array_json(st["hist"]).items()}

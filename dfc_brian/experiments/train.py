@@ -379,7 +379,7 @@ def train(
             )
         state = saved["state"]
         rng.bit_generator.state = array_json(ck["rng"])
-        method.load_state_dict(_unpack_method_state(ck))
+        method.load_state_dict(unpack_method_state(ck))
 
     def checkpoint(t0: float) -> None:
         state["wall_time_s"] += time.perf_counter() - t0
@@ -499,7 +499,7 @@ def _at(epoch: int, k: int, nb: int) -> dict[str, int]:
     return {"epoch": epoch, "minibatch": k + 1, "n_minibatches": nb}
 
 
-def _unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
+def unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """``method/<key>`` arrays of a checkpoint; 0-d strings come back as ``str`` (np.str_)."""
     out: dict[str, Any] = {}
     for k, v in ck.items():
