@@ -36,15 +36,14 @@ from dfc_brian.model.params import ConfigError
 
 def _validate_config(cfg: dict[str, Any], source: str) -> None:
     """Every section the run reads, checked before any work; errors are prefixed with the file."""
-    from dfc_brian.engines.methods import validate_training as validate_method
-    from dfc_brian.experiments.train import validate_data, validate_training
+    from dfc_brian.engines.methods import validate_training
+    from dfc_brian.experiments.train import validate_data
     from dfc_brian.model.params import ModelParams
 
     try:
         ModelParams.from_dict(cfg)
-        validate_training(cfg)
+        validate_training(cfg.get("training"), run=True)
         validate_data(cfg)
-        validate_method(cfg.get("training"))
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
 

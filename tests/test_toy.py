@@ -7,6 +7,7 @@ import pytest
 
 from dfc_brian.config import MODELS_DIR
 from dfc_brian.experiments import toy
+from dfc_brian.experiments.train import train_epoch
 from dfc_brian.model.params import ConfigError
 
 # the authors' toy configs (models/toy/fig1d.yaml, figS2_S4_*.yaml, fig3_* with analysis.gn_damping)
@@ -19,7 +20,13 @@ class _Recorder:
     """Stands in for a Method: records which step ran on which minibatch."""
 
     def __init__(self, mode: str, extra_sleep: int = 2) -> None:
-        self.training = {"batch_size": 2, "extra_sleep": extra_sleep, "extra_sleep_mode": mode}
+        self.training = {
+            "method": "DFC",
+            "q": "trained",
+            "batch_size": 2,
+            "extra_sleep": extra_sleep,
+            "extra_sleep_mode": mode,
+        }
         self.calls: list[tuple[str, tuple[float, ...]]] = []
 
     def feedback_step(self, X):
@@ -34,18 +41,23 @@ class _Recorder:
 def test_train_epoch_runs_the_authors_order():
     X = np.arange(5.0)[:, None]
     m = _Recorder("epoch")
-    out = toy.train_epoch(m, X, X, np.random.default_rng(0), np.random.default_rng(1))
+    out = train_epoch(m, X, X, m.training, np.random.default_rng(0), np.random.default_rng(1))
     kinds = [k for k, _ in m.calls]
     # one sleep epoch, one forward epoch, extra_sleep = 2 sleep epochs; 3 minibatches each
     assert kinds == ["sleep"] * 3 + ["forward"] * 3 + ["sleep"] * 6
     for j in range(4):  # every epoch covers every sample exactly once
         block = [x for _, b in m.calls[3 * j : 3 * j + 3] for x in b]
         assert sorted(block) == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert out["n_nonconverged"] == 3 and out["n_samples"] == 5
-    np.testing.assert_allclose(out["loss"], 5.0 / 3.0)  # mean over minibatches of sizes 2, 2, 1
+    assert out.n_nonconverged == 3 and out.n_samples == 5
+    np.testing.assert_allclose(out.loss, 5.0 / 3.0)  # mean over minibatches of sizes 2, 2, 1
     # minibatch mode: train_step runs its own sleep phases; the epoch is forward steps only
     m = _Recorder("minibatch")
-    toy.train_epoch(m, X, X, np.random.default_rng(0), np.random.default_rng(1))
+    train_epoch(m, X, X, m.training, np.random.default_rng(0), np.random.default_rng(1))
+    assert [k for k, _ in m.calls] == ["forward"] * 3
+    # fixed Q learns no feedback: no sleep-only epochs even in the authors' order
+    m = _Recorder("epoch")
+    m.training["q"] = "fixed"
+    train_epoch(m, X, X, m.training, np.random.default_rng(0), np.random.default_rng(1))
     assert [k for k, _ in m.calls] == ["forward"] * 3
 
 
@@ -168,3 +180,40 @@ def test_fig3_checkpoint_resume_is_identical_and_parts_merge(tmp_path):
         toy.merge_fig3([a, a])
     with pytest.raises(ConfigError, match="differ"):
         toy.merge_fig3([a, toy.fig3(methods[1:], epochs=1, **kw)])
+
+
+# Fig. 3 curves of main at 4f868ea (before the loop moved into experiments/train.py), seed 0,
+# quick, n_train = 200 (two minibatches of 128 and 72), T = 60; epochs 1 and 2.
+FIG3_PINNED = {
+    "DFC": {
+        "train_loss": [66.85843719727694, 67.7960059715256],
+        "test_loss_full": [67.80289138947661, 67.7710304829438],
+        "angle_GN": [71.18632157824415, 71.15200775202005],
+    },
+    "DFC-SS": {
+        "train_loss": [66.85679791185177, 67.78531794900452],
+        "test_loss_full": [67.79417130399649, 67.75334334481788],
+        "angle_GN": [73.49522059930712, 73.43737490130296],
+    },
+    "DFC (fixed)": {
+        "train_loss": [66.85760023269538, 67.79000607172438],
+        "test_loss_full": [67.79610599101781, 67.75751376108391],
+        "angle_GN": [42.13908664958574, 42.14500261826448],
+    },
+    "DFA": {
+        "train_loss": [66.84477101221532, 67.70157537422017],
+        "test_loss_full": [67.7099928879011, 67.58374687194093],
+        "angle_GN": [49.11473233660629, 49.13395114139437],
+    },
+}
+
+
+@authors_configs
+def test_fig3_two_epochs_reproduce_the_curves_of_the_own_loop():
+    """toy.fig3 through the shared loop (train.pretrain_feedback / train_epoch) gives the curves
+    its own loop gave: same forward and sleep minibatch streams, same order of steps."""
+    res = toy.fig3(methods=tuple(FIG3_PINNED), epochs=2, quick=True, seed=0, n_train=200, tmax=60)
+    for name, want in FIG3_PINNED.items():
+        for key, values in want.items():
+            got = res["metrics"][name][key][1:]
+            np.testing.assert_allclose(got, values, rtol=1e-12, atol=0, err_msg=f"{name} {key}")

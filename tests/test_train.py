@@ -100,7 +100,14 @@ def cls_cfg(epochs: int = 3) -> dict:
     return {
         "name": "fake_cls",
         "model": {"sizes": [6, 3], "activations": ["linear"], "loss": "ce"},
-        "training": {"method": "DFC", "q": "trained", "epochs": epochs, "epochs_fb": 2, "batch_size": 16},
+        "training": {
+            "method": "DFC",
+            "q": "trained",
+            "lr": 0.1,
+            "epochs": epochs,
+            "epochs_fb": 2,
+            "batch_size": 16,
+        },
         "data": {"dataset": "mnist"},
     }
 
@@ -111,6 +118,7 @@ def st_cfg(epochs: int = 3) -> dict:
         "model": {"sizes": [4, 2], "activations": ["linear"], "loss": "mse"},
         "training": {
             "method": "DFC-SS",
+            "lr": 0.1,
             "epochs": epochs,
             "epochs_fb": 1,
             "batch_size": 32,

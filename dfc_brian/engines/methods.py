@@ -28,7 +28,9 @@ adam_eps_fb         1e-8        Adam epsilon, feedback weights
 lr_fb               1e-4        feedback learning rate during training
 lr_fb_pretrain      = lr_fb     feedback learning rate of the sleep-only pre-training epochs
 wd_fb               0.0         L2 weight decay of Q (the rule's beta), added to the gradient
-epochs              100         forward training epochs (read by the experiment loop)
+epochs              (required)  forward training epochs; required where the section drives a
+                                training run (``validate_training(..., run=True)``, the loop and
+                                the CLI), read by the loop only
 epochs_fb           0           sleep-only pre-training epochs (read by the experiment loop)
 batch_size          128         minibatch size (read by the experiment loop)
 clip                1.0         per-tensor clipping norm of forward gradients (null/0: none; BP: null)
@@ -96,7 +98,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr_fb": 1e-4,
     "lr_fb_pretrain": None,
     "wd_fb": 0.0,
-    "epochs": 100,
+    "epochs": None,  # required by the training loop (run=True); no silent run length
     "epochs_fb": 0,
     "batch_size": 128,
     "clip": 1.0,
@@ -131,10 +133,24 @@ def _bool(name: str, v: Any) -> bool:
     return v
 
 
-def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Fill defaults and validate the ``training`` section; ConfigError names the field."""
+def validate_training(section: Mapping[str, Any] | None, *, run: bool = False) -> dict[str, Any]:
+    """Fill defaults and validate the ``training`` section; ConfigError names the field.
+
+    The one check of the section, used by :func:`make_method`, the training loop
+    (:func:`dfc_brian.experiments.train.train`) and the CLI. Unknown keys are rejected, as by
+    the strict config loader (:mod:`dfc_brian.config`), so that a typo never falls back to a
+    default.
+
+    Parameters
+    ----------
+    section : mapping
+        ``cfg['training']``.
+    run : bool
+        The section drives a training run: ``epochs`` (the run length, read by the loop only)
+        is required. Without ``run`` a missing ``epochs`` stays None (building a method).
+    """
     if section is None:
-        raise ConfigError("config is missing the required section 'training'")
+        raise ConfigError("config is missing the required section 'training' (a mapping)")
     if not isinstance(section, Mapping):
         raise ConfigError("config section 'training' must be a mapping")
     unknown = sorted(set(section) - set(TRAINING_DEFAULTS))
@@ -148,6 +164,10 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(f"training.method = {t['method']!r} is unknown; choose one of {METHODS}")
     if t["q"] not in ("trained", "fixed"):
         raise ConfigError(f"training.q = {t['q']!r} is unknown; choose 'trained' or 'fixed'")
+    if t["epochs"] is not None:
+        t["epochs"] = _int("epochs", t["epochs"], 0)
+    elif run:
+        raise ConfigError("config is missing the required key 'training.epochs' (the number of epochs)")
     if t["lr"] is None:
         raise ConfigError("training.lr is required (the effective learning rate listed in the spec)")
     t["lr"] = _pos("lr", t["lr"])
@@ -167,7 +187,6 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
     lr_pre = t["lr_fb_pretrain"]
     t["lr_fb_pretrain"] = t["lr_fb"] if lr_pre is None else _pos("lr_fb_pretrain", lr_pre)
     t["wd_fb"] = _nonneg("wd_fb", t["wd_fb"])
-    t["epochs"] = _int("epochs", t["epochs"], 0)
     t["epochs_fb"] = _int("epochs_fb", t["epochs_fb"], 0)
     t["batch_size"] = _int("batch_size", t["batch_size"], 1)
     t["clip"] = None if t["clip"] in (None, 0, 0.0) else _pos("clip", t["clip"])
@@ -203,9 +222,25 @@ def validate_training(section: Mapping[str, Any] | None) -> dict[str, Any]:
     return t
 
 
+def learns_feedback(training: Mapping[str, Any]) -> bool:
+    """Whether a validated ``training`` section learns its feedback weights in sleep phases.
+
+    True for the DFC variants with ``q: trained``; BP, DFA and fixed Q have no sleep phase, so
+    the loop runs neither feedback pre-training nor sleep-only epochs for them.
+    """
+    return training["method"] not in ("BP", "DFA") and training["q"] == "trained"
+
+
 # ----------------------------------------------------------------------------- methods
 class Method:
-    """Base class: forward weights trained by an optimiser from a method-specific gradient."""
+    """The training-method interface the loop drives, and the base class of every method.
+
+    The loop (:mod:`dfc_brian.experiments.train`) calls only ``pretrain_feedback_step``,
+    ``feedback_step``, ``train_step``, ``predict``, ``state_dict`` and ``load_state_dict``
+    (and reads ``name`` and ``weights`` for its messages and results); a stand-in for tests
+    needs just these. This base class trains the forward weights by an optimiser from a
+    method-specific gradient; subclasses implement :meth:`train_step`.
+    """
 
     name = "base"
 
@@ -233,6 +268,7 @@ class Method:
         return {}
 
     def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
+        """One forward update on the minibatch ``(X, y)``; returns ``loss`` and diagnostics."""
         raise NotImplementedError
 
     # -- helpers

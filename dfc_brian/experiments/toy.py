@@ -14,7 +14,8 @@ Experiments (``shared/spec/DFC_SPEC.md`` section 4; student-teacher data of
 - :func:`compartments`: basal, apical and somatic voltages of chosen neurons during a
   controlled phase and a noisy sleep phase (Brian2 engine).
 - :func:`fig3`: training of the 15-10-10-5 student with DFC, DFC-SS, DFC-SSA, their fixed-Q
-  versions and DFA (batched engine, the authors' epoch order of :func:`train_epoch`), with
+  versions and DFA (batched engine, the authors' epoch order of
+  :func:`~dfc_brian.experiments.train.train_epoch`, the loop of every experiment), with
   condition 2, condition 1, the stability :math:`\\lambda_{max}` and the angles to the MN,
   GN and SSA updates per epoch.
 - :func:`feedback_learning`: sleep-phase-only learning of Q in a 20-10-5 student; angle of
@@ -40,7 +41,7 @@ from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
 from dfc_brian.experiments.results import array_json, atomic_savez, json_array, load_npz
-from dfc_brian.experiments.train import unpack_method_state
+from dfc_brian.experiments.train import pretrain_epochs, pretrain_feedback, train_epoch, unpack_method_state
 from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
@@ -54,9 +55,7 @@ __all__ = [
     "fig3",
     "load",
     "method_update",
-    "pretrain_feedback",
     "save",
-    "train_epoch",
 ]
 
 # ----------------------------------------------------------------------------- parameters
@@ -177,67 +176,6 @@ def _gn_damping(cfg: Mapping[str, Any]) -> float | None:
     return check_nonnegative("analysis.gn_damping", sec["gn_damping"])
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    idx = rng.permutation(n)
-    return [idx[k : k + batch_size] for k in range(0, n, batch_size)]
-
-
-def pretrain_feedback(method: Method, X: np.ndarray, epochs: int, rng: np.random.Generator) -> int:
-    """``epochs`` sleep-only epochs of ``method.pretrain_feedback_step`` over minibatches of X.
-
-    Minibatches of ``method.training['batch_size']`` in a fresh permutation per epoch (drawn
-    from ``rng`` even where the step is a no-op). Returns the number of sleep phases run.
-    """
-    bs = int(method.training["batch_size"])
-    n = 0
-    for _ in range(int(epochs)):
-        for idx in _batches(len(X), bs, rng):
-            method.pretrain_feedback_step(X[idx])
-            n += 1
-    return n
-
-
-def train_epoch(
-    method: Method,
-    X: np.ndarray,
-    Y: np.ndarray,
-    rng_forward: np.random.Generator,
-    rng_sleep: np.random.Generator,
-) -> dict[str, float]:
-    """One training epoch in the order of the method's config (the authors' code).
-
-    ``training.extra_sleep_mode: epoch`` (every toy config): one sleep-only epoch
-    (:meth:`Method.feedback_step` on every minibatch, lr_fb), then one forward epoch
-    (:meth:`Method.train_step` on every minibatch), then ``training.extra_sleep`` sleep-only
-    epochs. ``minibatch``: one forward epoch, ``train_step`` itself runs the sleep phases.
-    Forward minibatches come from ``rng_forward``, sleep minibatches from ``rng_sleep``, so every
-    method given the same generators sees the same forward minibatches.
-
-    Returns ``loss`` (mean minibatch training loss before each step), ``n_nonconverged`` (samples
-    flagged in the forward epoch) and ``n_samples``.
-    """
-    tr = method.training
-    bs = int(tr["batch_size"])
-    n = len(X)
-    epoch_mode = tr.get("extra_sleep_mode", "minibatch") == "epoch"
-
-    def sleep_epoch() -> None:
-        for idx in _batches(n, bs, rng_sleep):
-            method.feedback_step(X[idx])
-
-    if epoch_mode:
-        sleep_epoch()
-    n_nc, losses = 0, []
-    for idx in _batches(n, bs, rng_forward):
-        out = method.train_step(X[idx], Y[idx])
-        n_nc += int(out.get("n_nonconverged", 0))
-        losses.append(float(out["loss"]))
-    if epoch_mode:
-        for _ in range(int(tr.get("extra_sleep", 0))):
-            sleep_epoch()
-    return {"loss": float(np.mean(losses)), "n_nonconverged": n_nc, "n_samples": n}
-
-
 def _q_stats(method: Method, X: np.ndarray) -> dict[str, float]:
     """Stability and alignment of the current Q of a DFC method on the samples X."""
     p, w = method.params, method.weights
@@ -299,7 +237,8 @@ def fig1d(
     X3, y3 = data.train.X[:n_samples], data.train.y[:n_samples]
     q_before = _q_stats(method, X3)
     t0 = time.perf_counter()
-    pretrain_feedback(method, data.train.X, E_fb, np.random.default_rng([seed, 2]))
+    bs = method.training["batch_size"]
+    pretrain_feedback(method, data.train.X, E_fb, np.random.default_rng([seed, 2]), bs)
     wall_pre = time.perf_counter() - t0
     q_after = _q_stats(method, X3)
     params = method.params
@@ -488,9 +427,11 @@ def fig3(
     off, non-converged samples included; trained Q: SGD sleep with lr_fb 0.002 after 50
     sleep-only pre-training epochs at lr 0.1; DFA target-based). Each method is built by
     :func:`~dfc_brian.engines.methods.make_method`; trained-Q methods first run
-    ``training.epochs_fb`` pre-training epochs (:func:`pretrain_feedback`), then every epoch is
-    :func:`train_epoch`: one sleep-only epoch, one forward epoch, ``extra_sleep`` (2) sleep-only
-    epochs. The same seed gives every method the same data, initial forward weights and forward
+    ``training.epochs_fb`` pre-training epochs, then every epoch is one sleep-only epoch, one
+    forward epoch, ``extra_sleep`` (2) sleep-only epochs (the loop's
+    :func:`~dfc_brian.experiments.train.pretrain_feedback` and
+    :func:`~dfc_brian.experiments.train.train_epoch`, forward and sleep minibatches from two
+    generators). The same seed gives every method the same data, initial forward weights and forward
     minibatch order.
 
     Before training and after every epoch, on a fixed minibatch of 128 test samples:
@@ -581,7 +522,10 @@ def fig3(
             hist = {k: list(v) for k, v in array_json(st["hist"]).items()}
             wall0 = float(st["wall_s"])
         else:
-            pretrain_feedback(method, X, int(method.training["epochs_fb"]), np.random.default_rng([seed, 2]))
+            tr = method.training
+            pretrain_feedback(
+                method, X, pretrain_epochs(tr), np.random.default_rng([seed, 2]), tr["batch_size"]
+            )
             hist = {k: [] for k in FIG3_METRICS if k != "frac_nonconverged"}
             hist["frac_nonconverged"], hist["train_loss"] = [np.nan], [np.nan]
             for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
@@ -590,9 +534,9 @@ def fig3(
         _fig3_checkpoint(ckpt, method, run_id, rng_fwd, rng_sleep, hist, wall0 + time.perf_counter() - t0)
         simulates = isinstance(method, DFCMethod) and method.name != "DFC-SSA"
         for ep in range(len(hist["train_loss"]) - 1, E):
-            out = train_epoch(method, X, Y, rng_fwd, rng_sleep)
-            hist["frac_nonconverged"].append(out["n_nonconverged"] / n_tr if simulates else np.nan)
-            hist["train_loss"].append(out["loss"])
+            out = train_epoch(method, X, Y, method.training, rng_fwd, rng_sleep, epoch=ep + 1)
+            hist["frac_nonconverged"].append(out.n_nonconverged / n_tr if simulates else np.nan)
+            hist["train_loss"].append(out.loss)
             for k, v in _fig3_metrics(method, Xe, ye, gamma, Xf, yf).items():
                 hist[k].append(v)
             if progress:
@@ -803,7 +747,7 @@ def feedback_learning(
                     rng = np.random.default_rng([seed, 2])
                     snaps = [[q.copy() for q in method.weights.Q]]
                     for _ in range(E):
-                        pretrain_feedback(method, data.train.X, 1, rng)
+                        pretrain_feedback(method, data.train.X, 1, rng, method.training["batch_size"])
                         snaps.append([q.copy() for q in method.weights.Q])
                     cache[key] = (method.params.network, method.weights, snaps)
                 spec, w, snaps = cache[key]

@@ -31,12 +31,14 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from dfc_brian.config import check_numeric_types
+from dfc_brian.engines.methods import Method, learns_feedback, validate_training
 from dfc_brian.experiments.data import (
     DATASETS,
     Dataset,
@@ -58,8 +60,6 @@ from dfc_brian.experiments.results import (
 )
 from dfc_brian.model.params import ConfigError, ModelParams, check_int
 
-METHODS = ("BP", "DFA", "DFC", "DFC-SS", "DFC-SSA")
-Q_MODES = ("trained", "fixed")
 REPORTS = ("test_at_best_val", "final_train_loss")
 EVAL_CHUNK = 2000  # samples per predict() call during evaluation
 
@@ -78,50 +78,12 @@ _DATA_KEYS = {
 }
 
 
-class Method(Protocol):
-    """The training-method API of ``dfc_brian.engines.methods`` (see docs/CONTRACTS.md)."""
-
-    def pretrain_feedback_step(self, X: np.ndarray) -> dict: ...
-    def feedback_step(self, X: np.ndarray) -> dict: ...  # only for extra_sleep_mode 'epoch'
-    def train_step(self, X: np.ndarray, y: np.ndarray) -> dict: ...
-    def predict(self, X: np.ndarray) -> np.ndarray: ...
-    def state_dict(self) -> dict[str, np.ndarray]: ...
-    def load_state_dict(self, d: Mapping[str, Any]) -> None: ...
-
-
 MethodFactory = Callable[[dict, int], Method]
 
 
 # ---------------------------------------------------------------------------------------------
 # Config validation
 # ---------------------------------------------------------------------------------------------
-
-
-def validate_training(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check ``cfg['training']`` fields the loop uses; return them with defaults filled in."""
-    tr = cfg.get("training")
-    if not isinstance(tr, Mapping):
-        raise ConfigError("config is missing the required section 'training' (a mapping)")
-    method = tr.get("method")
-    if method not in METHODS:
-        raise ConfigError(f"training.method = {method!r} is unknown; choose one of {METHODS}")
-    q = tr.get("q", "trained")
-    if q not in Q_MODES:
-        raise ConfigError(f"training.q = {q!r} is unknown; choose one of {Q_MODES}")
-    if "epochs" not in tr:
-        raise ConfigError("config is missing the required key 'training.epochs'")
-    mode = tr.get("extra_sleep_mode", "minibatch")
-    if mode not in ("minibatch", "epoch"):
-        raise ConfigError(f"training.extra_sleep_mode = {mode!r} is unknown; choose 'minibatch' or 'epoch'")
-    return {
-        "extra_sleep": check_int("training.extra_sleep", tr.get("extra_sleep", 2), 0),
-        "extra_sleep_mode": mode,
-        "method": method,
-        "q": q,
-        "epochs": check_int("training.epochs", tr["epochs"], 0),
-        "epochs_fb": check_int("training.epochs_fb", tr.get("epochs_fb", 0), 0),
-        "batch_size": check_int("training.batch_size", tr.get("batch_size", 128), 1),
-    }
 
 
 def validate_data(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -254,6 +216,14 @@ class _Mean:
         return {k: self.sum[k] / self.n[k] for k in self.sum}
 
 
+def _means(stats: list[dict]) -> dict[str, float]:
+    """Means of the scalar entries of step dicts, summed in order."""
+    acc = _Mean()
+    for d in stats:
+        acc.add(d)
+    return acc.means()
+
+
 def _append(history: dict[str, list], row: Mapping[str, float]) -> None:
     """Append one row; keys new in this row are back-filled with NaN, missing keys get NaN."""
     n = len(next(iter(history.values()))) if history else 0
@@ -265,15 +235,173 @@ def _append(history: dict[str, list], row: Mapping[str, float]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Epochs: the one place of minibatch order, sleep order and feedback pre-training
+# ---------------------------------------------------------------------------------------------
+
+
+def _tqdm(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _pass(
+    method: Method,
+    step: str,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    phase: str,
+    epoch: int,
+    max_batches: int | None,
+    desc: str,
+    progress: bool,
+) -> list[dict]:
+    """One pass of ``method.<step>`` over the minibatches of X, in the order ``rng.permutation`` draws.
+
+    Every step is guarded (:func:`guarded_step`); at most ``max_batches`` minibatches. Returns
+    the step dicts in order.
+    """
+    nb = n_batches(len(X), batch_size)
+    nb = min(nb, max_batches) if max_batches else nb
+    out: list[dict] = []
+    loss_sum = 0.0
+    with _tqdm(nb, desc, progress) as bar:
+        for k, (xb, yb) in enumerate(batches(X, X if y is None else y, batch_size, rng)):
+            if k == nb:
+                break
+            args = (xb,) if y is None else (xb, yb)
+            stats = guarded_step(method, step, *args, phase=phase, **_at(epoch, k, nb))
+            out.append(stats)
+            bar.update()
+            if "loss" in stats:
+                loss_sum += float(stats["loss"])
+                bar.set_postfix(loss=f"{loss_sum / len(out):.4g}", refresh=False)
+    return out
+
+
+def pretrain_epochs(training: Mapping[str, Any]) -> int:
+    """Feedback pre-training epochs of a validated ``training`` section (0 without learned Q)."""
+    return training["epochs_fb"] if learns_feedback(training) else 0
+
+
+def pretrain_feedback(
+    method: Method,
+    X: np.ndarray,
+    epochs: int,
+    rng: np.random.Generator,
+    batch_size: int,
+    *,
+    first_epoch: int = 1,
+    max_batches: int | None = None,
+    progress: bool = False,
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> list[list[dict]]:
+    """``epochs`` sleep-only epochs of ``method.pretrain_feedback_step`` over minibatches of X.
+
+    Each epoch draws a fresh permutation from ``rng`` (even where the step is a no-op) and
+    presents minibatches of ``batch_size``. ``on_epoch(epoch, step_dicts)`` runs after each
+    epoch (the loop's checkpoint). Returns the step dicts of every epoch.
+    """
+    out = []
+    for j in range(int(epochs)):
+        ep = first_epoch + j
+        stats = _pass(
+            method,
+            "pretrain_feedback_step",
+            X,
+            None,
+            batch_size,
+            rng,
+            phase="feedback pre-training",
+            epoch=ep,
+            max_batches=max_batches,
+            desc=f"feedback pre-training {ep}",
+            progress=progress,
+        )
+        out.append(stats)
+        if on_epoch is not None:
+            on_epoch(ep, stats)
+    return out
+
+
+@dataclass
+class EpochSteps:
+    """What one :func:`train_epoch` returns: the step dicts, in the order the steps ran."""
+
+    steps: list[dict]  # train_step, one per forward minibatch
+    sleep: list[dict] = field(default_factory=list)  # feedback_step of the sleep-only epochs
+    n_samples: int = 0  # training samples of the epoch
+
+    @property
+    def loss(self) -> float:
+        """Mean over the forward minibatches of the loss each reported before its update."""
+        return float(np.mean([float(s["loss"]) for s in self.steps]))
+
+    @property
+    def n_nonconverged(self) -> int:
+        """Samples of the forward epoch that failed the convergence test (DFC, DFC-SS)."""
+        return sum(int(s.get("n_nonconverged", 0)) for s in self.steps)
+
+
+def train_epoch(
+    method: Method,
+    X: np.ndarray,
+    y: np.ndarray,
+    training: Mapping[str, Any],
+    rng_forward: np.random.Generator,
+    rng_sleep: np.random.Generator | None = None,
+    *,
+    epoch: int = 1,
+    max_batches: int | None = None,
+    progress: bool = False,
+) -> EpochSteps:
+    """One training epoch in the order of the ``training`` section (the authors' code).
+
+    ``extra_sleep_mode: epoch`` with learned feedback (:func:`learns_feedback`): one
+    sleep-only epoch (:meth:`Method.feedback_step` on every minibatch, lr_fb), then one
+    forward epoch (:meth:`Method.train_step` on every minibatch), then ``extra_sleep``
+    sleep-only epochs. Otherwise one forward epoch (``minibatch``: ``train_step`` runs its own
+    sleep phases). Every pass draws its own permutation: forward passes from ``rng_forward``,
+    sleep passes from ``rng_sleep`` (default: ``rng_forward``, one stream as in
+    :func:`train`; Fig. 3 gives two, so that every method sees the same forward minibatches).
+
+    Parameters
+    ----------
+    training : mapping
+        The validated section (:func:`~dfc_brian.engines.methods.validate_training`):
+        ``method``, ``q``, ``batch_size``, ``extra_sleep``, ``extra_sleep_mode``.
+    epoch, max_batches, progress
+        Position for the divergence messages, at most this many minibatches per pass, tqdm bars.
+    """
+    rng_sleep = rng_forward if rng_sleep is None else rng_sleep
+    bs = int(training["batch_size"])
+    epoch_order = learns_feedback(training) and training["extra_sleep_mode"] == "epoch"
+    n_extra = int(training["extra_sleep"]) if epoch_order else 0
+    kw = {"epoch": epoch, "max_batches": max_batches, "progress": progress}
+    sleep: list[dict] = []
+
+    def sleep_pass(desc: str) -> None:
+        sleep.extend(_pass(method, "feedback_step", X, None, bs, rng_sleep, phase="sleep", desc=desc, **kw))
+
+    if epoch_order:  # the authors' order: a whole sleep-only epoch before the forward epoch
+        sleep_pass(f"epoch {epoch}: sleep")
+    steps = _pass(method, "train_step", X, y, bs, rng_forward, phase="training", desc=f"epoch {epoch}", **kw)
+    for j in range(n_extra):
+        sleep_pass(f"epoch {epoch}: extra sleep {j + 1}/{n_extra}")
+    return EpochSteps(steps, sleep, len(X))
+
+
+# ---------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------
 
 
 def _default_factory(cfg: dict, seed: int) -> Method:
-    try:
-        from dfc_brian.engines.methods import make_method
-    except ImportError as err:
-        raise ConfigError(f"training methods are not available (dfc_brian.engines.methods: {err})") from None
+    from dfc_brian.engines.methods import make_method
+
     return make_method(cfg, seed)
 
 
@@ -282,12 +410,6 @@ def _comparable(cfg: Mapping[str, Any]) -> dict:
     c = copy.deepcopy(dict(cfg))
     c.get("training", {}).pop("epochs", None)
     return c
-
-
-def _tqdm(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
 @locked_run_dir  # --out checked writable, one run per directory (guards.py)
@@ -347,7 +469,7 @@ def train(
     seed = check_int("seed", seed, 0)
     if max_batches is not None:
         max_batches = check_int("max_batches", max_batches, 1)
-    tr = validate_training(cfg)
+    tr = validate_training(cfg.get("training"), run=True)
     dcfg = validate_data(cfg)
     params = ModelParams.from_dict(cfg)
     out = Path(out_dir)
@@ -363,8 +485,7 @@ def train(
     method = (method_factory or _default_factory)(cfg, seed)
     rng = np.random.default_rng([seed, 1])
 
-    feedback_learned = tr["method"] not in ("BP", "DFA") and tr["q"] == "trained"
-    epochs_fb = tr["epochs_fb"] if feedback_learned else 0
+    epochs_fb = pretrain_epochs(tr)
     state: dict[str, Any] = {"fb_done": 0, "done": 0, "wall_time_s": 0.0, "history": {}, "fb_history": {}}
     loop_id = {"seed": seed, "cfg": _comparable(cfg), "max_batches": max_batches}
 
@@ -381,73 +502,52 @@ def train(
         rng.bit_generator.state = array_json(ck["rng"])
         method.load_state_dict(unpack_method_state(ck))
 
-    def checkpoint(t0: float) -> None:
+    t0 = time.perf_counter()
+
+    def checkpoint() -> None:
+        nonlocal t0
         state["wall_time_s"] += time.perf_counter() - t0
         arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
         arrays["loop"] = json_array({"id": loop_id, "state": state})
         arrays["rng"] = json_array(rng.bit_generator.state)
         save_checkpoint(ckpt_path, arrays)
+        t0 = time.perf_counter()
 
     X, y = ds.train.X, ds.train.y
     nb_full = n_batches(len(X), tr["batch_size"])
     nb = min(nb_full, max_batches) if max_batches else nb_full
 
-    # 1. feedback pre-training (sleep phases only)
-    while state["fb_done"] < epochs_fb:
-        t0 = time.perf_counter()
-        ep = state["fb_done"] + 1
-        acc = _Mean()
-        with _tqdm(nb, f"feedback pre-training {ep}/{epochs_fb}", progress) as bar:
-            for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
-                if k == nb:
-                    break
-                pre = guarded_step(
-                    method, "pretrain_feedback_step", xb, phase="feedback pre-training", **_at(ep, k, nb)
-                )
-                acc.add(pre)
-                bar.update()
-        _append(state["fb_history"], {"epoch": ep, **acc.means()})
+    # 1. feedback pre-training (sleep phases only), a checkpoint after every epoch
+    def pretrain_done(ep: int, stats: list[dict]) -> None:
+        _append(state["fb_history"], {"epoch": ep, **_means(stats)})
         state["fb_done"] = ep
-        checkpoint(t0)
+        checkpoint()
+
+    pretrain_feedback(
+        method,
+        X,
+        epochs_fb - state["fb_done"],
+        rng,
+        tr["batch_size"],
+        first_epoch=state["fb_done"] + 1,
+        max_batches=max_batches,
+        progress=progress,
+        on_epoch=pretrain_done,
+    )
 
     # 2. training, evaluated after every epoch (epoch 0 = before training)
     history = state["history"]
     if not history:
-        t0 = time.perf_counter()
         _append(history, {"epoch": 0, **evaluate(method, ds)})
-        checkpoint(t0)
-    epoch_order = feedback_learned and tr["extra_sleep_mode"] == "epoch"
+        checkpoint()
     conv = ConvergenceMonitor(params.convergence.include_nonconverged)  # minibatches, no sample converged
-
-    def sleep_epoch(acc: _Mean, desc: str, ep: int) -> None:
-        """One sleep-only epoch of ``feedback_step`` over every minibatch, in its own order."""
-        with _tqdm(nb, desc, progress) as bar:
-            for k, (xb, _) in enumerate(batches(X, y, tr["batch_size"], rng)):
-                if k == nb:
-                    break
-                acc.add(guarded_step(method, "feedback_step", xb, phase="sleep", **_at(ep, k, nb)))
-                bar.update()
-
     while state["done"] < tr["epochs"]:
-        t0 = time.perf_counter()
         ep = state["done"] + 1
+        res = train_epoch(method, X, y, tr, rng, epoch=ep, max_batches=max_batches, progress=progress)
         acc = _Mean()
-        sleep_acc = _Mean()
-        if epoch_order:  # the authors' order: a whole sleep-only epoch before the forward epoch
-            sleep_epoch(sleep_acc, f"epoch {ep}: sleep", ep)
-        with _tqdm(nb, f"epoch {ep}/{tr['epochs']}", progress) as bar:
-            for k, (xb, yb) in enumerate(batches(X, y, tr["batch_size"], rng)):
-                if k == nb:
-                    break
-                stats = guarded_step(method, "train_step", xb, yb, phase="training", **_at(ep, k, nb))
-                conv.add(stats)
-                acc.add(stats)
-                bar.update()
-                if "loss" in acc.sum:
-                    bar.set_postfix(loss=f"{acc.sum['loss'] / acc.n['loss']:.4g}", refresh=False)
-        n_extra = tr["extra_sleep"] if epoch_order else 0
-        for j in range(n_extra):
-            sleep_epoch(sleep_acc, f"epoch {ep}: extra sleep {j + 1}/{n_extra}", ep)
+        for stats in res.steps:
+            conv.add(stats)
+            acc.add(stats)
         step_means = acc.means()
         if "n_nonconverged" in acc.sum:  # samples of the whole epoch left out of the update
             step_means["n_nonconverged_epoch"] = acc.sum["n_nonconverged"]
@@ -455,14 +555,14 @@ def train(
             "epoch": ep,
             **evaluate(method, ds),
             **{f"step/{k}": v for k, v in step_means.items()},
-            **{f"sleep/{k}": v for k, v in sleep_acc.means().items()},
+            **{f"sleep/{k}": v for k, v in _means(res.sleep).items()},
             **conv.end_epoch(tr["method"], ep),
         }
         _append(history, row)
         state["done"] = ep
         if progress:
             _print_epoch(row, ds.task, tr["epochs"])
-        checkpoint(t0)
+        checkpoint()
 
     summary = summarize(history, ds.task, dcfg["report"])
     summary.update(
