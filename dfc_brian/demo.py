@@ -6,14 +6,16 @@
 2. alternates Brian2 sleep phases (noisy apical compartments, anti-Hebbian plasticity of Q)
    and controlled phases with continuous forward plasticity (minibatch of 1),
 3. writes, into ``--out`` (default ``figures/demo``, ignored by git, so that ``make demo``
-   never rewrites a tracked file), ``demo_compartments.png`` (v_soma and v_basal of two
-   neurons per layer, the apical input v_soma - v_basal and v_apical on their own axis, the
-   control signal u and the output error e, time in ms), ``demo_loss.png`` (test loss per
-   epoch) and ``demo_results.npz`` + ``.json``.
+   never rewrites a tracked file), ``demo_compartments.png`` (v_basal, v_apical and v_soma of
+   two neurons per layer, the control signal u and the output error e of one test sample,
+   :func:`~dfc_brian.plotting.figures.plot_compartments`), ``demo_loss.png`` (test loss per
+   epoch, :func:`~dfc_brian.plotting.figures.plot_training_curves`) and
+   ``demo_results.npz`` + ``.json``.
 
-The progress bar counts samples (sleep phase, then controlled phase) and moves at least once
-a second: within one Brian2 run of ``CHUNK`` samples it advances at the measured rate,
-never past the end of that run.
+The training loop is :func:`dfc_brian.experiments.online.train_online` (sample order, sleep
+draws, chunks of ``CHUNK`` samples per Brian2 run). The progress bar counts samples (sleep
+phase, then controlled phase) and moves at least once a second: within one Brian2 run it
+advances at the measured rate, never past the end of that run.
 
 Brian2-only parameters (the rate of the continuous plasticity) live in the config's optional
 ``brian2`` section; defaults below.
@@ -48,6 +50,7 @@ def main(args: argparse.Namespace | None = None) -> int:
     from dfc_brian.model.params import ModelParams
     from dfc_brian.model.weights import init_weights
     from dfc_brian.plotting import use_style
+    from dfc_brian.plotting.figures import plot_compartments, plot_training_curves
 
     out = Path(getattr(args, "out", "figures/demo"))
     target = getattr(args, "target", "numpy")
@@ -102,8 +105,22 @@ def main(args: argparse.Namespace | None = None) -> int:
         neurons=[[0, 1]] * spec.n_layers,
     )
     use_style()
-    _plot_compartments(rec, spec, out / "demo_compartments.png", tau_u_ms=params.controller.tau_u_ms)
-    _plot_loss(losses, out / "demo_loss.png")
+    traces = {
+        f"L{i + 1} {var}": getattr(rec, var)[i][0]
+        for i in range(spec.n_layers)
+        for var in ("v_basal", "v_apical", "v_soma")
+    }
+    traces.update(u=rec.u[0], e=rec.e[0])
+    title = "DFC in Brian2: one test sample, controlled phase (neurons 0, 1; no plasticity)"
+    plot_compartments(rec.t, traces, title=title).savefig(out / "demo_compartments.png")
+    loss_fig = plot_training_curves(
+        {"online DFC (Brian2)": {"test_loss": np.asarray(losses)}},
+        ["test_loss"],
+        ["test MSE (targets scaled to unit std)"],
+        xlabel="epoch (0 = before training)",
+        logy=["test_loss"],
+    )
+    loss_fig.savefig(out / "demo_loss.png")
     meta = {"config": cfg, "seed": seed, **run_metadata()}
     meta.update({"losses": losses, "wall_s": wall, "target": target, "quick": quick})
     atomic_savez(
@@ -124,18 +141,17 @@ def main(args: argparse.Namespace | None = None) -> int:
 
 
 def _train_with_progress(net, X, Y, epochs: int, n_sleep: int, seed: int, test_loss) -> list[float]:
-    """Online learning as ``BrianDFC.train_online`` (same sample order and sleep draws), with a
-    progress bar over samples that moves at least once a second; returns the test loss per epoch.
+    """:func:`~dfc_brian.experiments.online.train_online` with a progress bar over samples that
+    moves at least once a second; returns the test loss after every epoch.
     """
     import threading
 
     from tqdm.auto import tqdm
 
-    rng = np.random.default_rng(seed)
+    from dfc_brian.experiments.online import train_online
+
     n = len(X)
-    chunks = [(k, min(k + CHUNK, n)) for k in range(0, n, CHUNK)]
     total = epochs * (n_sleep + n)
-    losses = []
     with tqdm(total=total, unit="sample", desc="demo", dynamic_ncols=True) as bar:
         rate = [0.1]  # seconds per sample, updated from every finished run
         target = {"base": 0, "end": 0, "t0": time.perf_counter()}
@@ -148,94 +164,39 @@ def _train_with_progress(net, X, Y, epochs: int, n_sleep: int, seed: int, test_l
                 if new > bar.n:
                     bar.update(new - bar.n)
 
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-
-        def run(n_samples: int, fn) -> None:
-            done = epoch_base + done_in_epoch[0]
+        def run(epoch: int, kind: str, n_samples: int, fn) -> None:
+            bar.set_description(f"demo epoch {epoch}/{epochs}")
+            done = max(bar.n, (epoch - 1) * (n_sleep + n))
             target.update(base=done, end=done + n_samples, t0=time.perf_counter())
             t0 = time.perf_counter()
             fn()
             rate[0] = max((time.perf_counter() - t0) / n_samples, 1e-4)
-            done_in_epoch[0] += n_samples
             bar.update(done + n_samples - bar.n)
 
+        def evaluate(_net) -> dict[str, float]:
+            loss = test_loss()
+            bar.set_postfix(test_mse=f"{loss:.3g}")
+            return {"test_loss": loss}
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
         try:
-            for epoch in range(epochs):
-                epoch_base = epoch * (n_sleep + n)
-                done_in_epoch = [0]
-                bar.set_description(f"demo epoch {epoch + 1}/{epochs}")
-                perm = rng.permutation(n)
-                if n_sleep:
-                    idx_sleep = rng.choice(n, size=n_sleep, replace=False)
-                    run(n_sleep, lambda idx=idx_sleep: net.sleep_phase(X[idx]))
-                for a, b in chunks:
-                    idx = perm[a:b]
-                    run(b - a, lambda idx=idx: net.controlled_phase(X[idx], Y[idx], plasticity="online"))
-                losses.append(test_loss())
-                bar.set_postfix(test_mse=f"{losses[-1]:.3g}")
+            history = train_online(
+                net,
+                X,
+                Y,
+                epochs=epochs,
+                chunk_size=min(CHUNK, n),
+                sleep_samples=n_sleep,
+                seed=seed,
+                evaluate=evaluate,
+                progress=False,
+                run=run,
+            )
         finally:
             stop.set()
             ticker.join()
-    return losses
-
-
-def _plot_compartments(rec, spec, path: Path, tau_u_ms: float = 10.0) -> None:
-    """Compartment voltages of two neurons per layer and the controller, time in ms.
-
-    Left: v_soma (solid) and v_basal (dashed) of each neuron. Right: the apical drive
-    v_soma - v_basal and the apical voltage v_apical (dotted), on their own axis, since they
-    are small beside v_soma. Voltages are dimensionless (the rate model's units).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    L = spec.n_layers
-    t_ms = np.asarray(rec.t) * tau_u_ms
-    colors = ("tab:blue", "tab:orange")
-    fig, axes = plt.subplots(L + 1, 2, figsize=(10, 2.3 * (L + 1)), sharex=True, layout="constrained")
-    for i in range(L):
-        ax_v, ax_a = axes[i, 0], axes[i, 1]
-        for col, c in enumerate(colors):
-            soma, basal = rec.v_soma[i][0, :, col], rec.v_basal[i][0, :, col]
-            ax_v.plot(t_ms, soma, color=c, lw=1.4, label=f"neuron {col}: $v_{{soma}}$")
-            ax_v.plot(t_ms, basal, color=c, lw=1.2, ls="--", label=f"neuron {col}: $v_{{basal}}$")
-            ax_a.plot(t_ms, soma - basal, color=c, lw=1.4, label=f"neuron {col}: $v_{{soma}} - v_{{basal}}$")
-            ax_a.plot(t_ms, rec.v_apical[i][0, :, col], color=c, lw=1.2, ls=":", label=f"neuron {col}: $v_A$")
-        ax_v.set_ylabel(f"layer {i + 1}\nvoltage (dimensionless)")
-        ax_a.set_ylabel("apical drive\n(dimensionless)")
-        ax_a.axhline(0.0, color="0.6", lw=0.6)
-    axes[0, 0].legend(loc="best", fontsize="x-small", ncols=2)
-    axes[0, 1].legend(loc="best", fontsize="x-small", ncols=2)
-    for col, c in enumerate(colors):
-        axes[L, 0].plot(t_ms, rec.u[0, :, col], color=c, label=f"u, unit {col}")
-        axes[L, 1].plot(t_ms, rec.e[0, :, col], color=c, label=f"e = $r_L^* - r_L$, unit {col}")
-    axes[L, 0].set_ylabel("control signal u\n(dimensionless)")
-    axes[L, 1].set_ylabel("output error e\n(dimensionless)")
-    axes[L, 1].axhline(0.0, color="0.6", lw=0.6)
-    for ax in axes[L]:
-        ax.set_xlabel(f"time within the controlled phase (ms; $\\tau_u$ = {tau_u_ms:g} ms)")
-        ax.legend(loc="best", fontsize="x-small")
-    fig.suptitle("DFC in Brian2: one test sample, controlled phase (no plasticity)")
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _plot_loss(losses, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.semilogy(np.arange(len(losses)), losses, "o-")
-    ax.set_xlabel("epoch (0 = before training)")
-    ax.set_ylabel("test MSE (targets scaled to unit std)")
-    ax.set_title("online DFC learning (Brian2)")
-    fig.savefig(path)
-    plt.close(fig)
+    return [h["test_loss"] for h in history]
 
 
 if __name__ == "__main__":
