@@ -414,36 +414,6 @@ def test_build_from_yaml_config_and_errors_name_file_and_field(tmp_path):
         BrianDFC.from_config(str(tmp_path / "missing.yaml"))
 
 
-def test_train_online_checkpoint_resume_is_identical(tmp_path):
-    p, w = _net(tmax=10)
-    w.Q = weight_product_Q(w.W)
-    rng = np.random.default_rng(12)
-    X, Y = rng.uniform(-1, 1, (12, 4)), rng.normal(size=(12, 2))
-
-    def ev(net):
-        return {"W0_norm": float(np.linalg.norm(net.get_weights().W[0]))}
-
-    straight = BrianDFC(p, w, tau_W=0.5, seed=1)
-    h1 = straight.train_online(X, Y, epochs=2, chunk_size=5, sleep_samples=3, evaluate=ev, progress=False)
-    ck = tmp_path / "ck.npz"
-    first = BrianDFC(p, w, tau_W=0.5, seed=1)
-    first.train_online(
-        X, Y, epochs=1, chunk_size=5, sleep_samples=3, checkpoint=ck, evaluate=ev, progress=False
-    )
-    resumed = BrianDFC(p, w, tau_W=0.5, seed=1)
-    h2 = resumed.train_online(
-        X, Y, epochs=2, chunk_size=5, sleep_samples=3, checkpoint=ck, resume=True, evaluate=ev, progress=False
-    )
-    assert h1 == h2 and len(h1) == 2
-    for a, b in zip(
-        straight.get_weights().W + straight.get_weights().Q, resumed.get_weights().W + resumed.get_weights().Q
-    ):
-        np.testing.assert_array_equal(a, b)
-    assert np.abs(straight.get_weights().W[0] - w.W[0]).max() > 1e-4  # it did learn
-    with pytest.raises(ConfigError, match="chunk_size"):
-        straight.train_online(X, Y, chunk_size=13)
-
-
 def _pairs_estimate(v_apical, u, sigma_tilde):
     """The authors' sleep estimator from recorded trajectories: v_A[t] with u[t+1], T-1 pairs."""
     N, T = u.shape[:2]
