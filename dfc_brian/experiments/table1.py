@@ -65,9 +65,10 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 NOTE = (
-    "Ours: test error (%) or test loss at the epoch of best validation, MNIST train loss: training loss "
-    "after the last epoch; mean ± std (numpy.std, ddof 0) over the n seeds. Published: Meulemans et al. "
-    "2021, Table 1. Δ/σ: (ours − published mean) / published std. Rows marked [...] ran fewer or more "
+    "Ours: test error (%) or test loss at the epoch of best validation, MNIST train loss: running training "
+    "loss of the last epoch (mean minibatch loss before each update, as the authors' code); "
+    "mean ± std (numpy.std, ddof 0) over the n seeds. Published: Meulemans et al. 2021, Table 1. "
+    "Δ/σ: (ours − published mean) / published std. Rows marked [...] ran fewer or more "
     "epochs than the paper (100; autoencoder 25) or at most N minibatches per epoch: not comparable."
 )
 
@@ -97,10 +98,13 @@ def row_label(row: str, column: str, epochs: int | None, max_batches: int | None
 def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
     """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir.
 
-    Row and column come from the config's ``table1`` section (``row``, ``column``). Runs without
-    it, or that did not finish their configured epochs, are skipped; a second run of the same
-    (row label, column, seed), in path order, is skipped with a warning. The row label is marked (see
-    :func:`row_label`) for runs not comparable to the paper's.
+    Row and column come from the config's ``table1`` section (``row``, ``column``). The value is
+    :func:`~dfc_brian.experiments.train.summarize` of the stored history (so a run written before a
+    change of the reporting convention is read with the current one), else the stored
+    ``summary['reported']``. Runs without it, or that did not finish their configured epochs,
+    are skipped; a second run of the same (row label, column, seed), in path order, is skipped
+    with a warning. The row label is marked (see :func:`row_label`) for runs not comparable to
+    the paper's.
     """
     from dfc_brian.experiments.results import RESULTS_JSON
 
@@ -136,8 +140,20 @@ def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[s
                 )
             continue
         seen[label, col, seed] = p
-        out.setdefault(label, {}).setdefault(col, {})[seed] = float(summ["reported"])
+        out.setdefault(label, {}).setdefault(col, {})[seed] = _reported(res, summ)
     return out
+
+
+def _reported(res: Mapping[str, Any], summ: Mapping[str, Any]) -> float:
+    """The run's number under the current convention: ``summarize`` of its history (JSON null -> NaN)."""
+    from dfc_brian.experiments.train import summarize
+
+    hist = res.get("history")
+    if not isinstance(hist, Mapping) or "train_loss" not in hist or summ.get("report") is None:
+        return float(summ["reported"])
+    h = {k: [np.nan if v is None else v for v in vals] for k, vals in hist.items() if isinstance(vals, list)}
+    task = "classification" if summ.get("metric") == "error" else "regression"
+    return float(summarize(h, task, summ["report"])["reported"])
 
 
 def _values(cell: Mapping[int, float] | list[float]) -> tuple[list[int] | None, list[float]]:

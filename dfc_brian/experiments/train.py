@@ -18,8 +18,12 @@ One run = one config + one seed:
 
 The number the paper reports is the test metric at the epoch of best validation metric
 (``data.report: test_at_best_val``, the default); the "MNIST train loss" column reports the
-training loss (cross-entropy over the 55000 training images, feedforward pass) after the last
-epoch (``data.report: final_train_loss``).
+training loss of the last epoch as the authors' code measures it (``data.report:
+final_train_loss``): the mean over the epoch's minibatches of each minibatch's mean cross-entropy,
+taken on the feedforward pass *before* that minibatch's update (history key ``step/loss``; the
+authors' ``loss_train_last``). Their code never evaluates the trained model on the training set;
+the evaluated loss over the 55000 images after the epoch (``train_loss``) is kept in the summary as
+``final_train_loss_evaluated``.
 
 Minibatch order comes from one NumPy generator seeded with ``[seed, 1]`` whose state is in the
 checkpoint, as are the method's state (``method.state_dict()``), the epoch counters and the
@@ -613,6 +617,14 @@ def summarize(history: Mapping[str, list], task: str, report: str = "test_at_bes
 
     Epoch 0 (before training) is excluded unless it is the only one; ties go to the earliest
     epoch; NaN validation values never win.
+
+    ``report = 'final_train_loss'`` reports ``final_train_loss``: the running training loss of
+    the last epoch, i.e. the mean over its minibatches of the loss before each update
+    (``history['step/loss'][-1]``), as the authors' ``loss_train_last``. A history without a
+    finite ``step/loss`` (a method whose steps return no ``loss``) falls back to the loss
+    evaluated after the epoch, and ``train_loss_kind`` says which of the two was used
+    (``'running'`` or ``'evaluated'``); the evaluated one is always in
+    ``final_train_loss_evaluated``.
     """
     metric = "error" if task == "classification" else "loss"
     epochs = np.asarray(history["epoch"], dtype=float)
@@ -621,7 +633,10 @@ def summarize(history: Mapping[str, list], task: str, report: str = "test_at_bes
     cand = np.flatnonzero(epochs > 0) if np.any(epochs > 0) else np.arange(len(epochs))
     v = np.where(np.isfinite(val[cand]), val[cand], np.inf)
     best = int(cand[int(np.argmin(v))])
-    final_train_loss = float(history["train_loss"][-1])
+    evaluated = float(history["train_loss"][-1])
+    running = float(history["step/loss"][-1]) if len(history.get("step/loss", [])) else float("nan")
+    kind = "running" if np.isfinite(running) else "evaluated"
+    final_train_loss = running if kind == "running" else evaluated
     out = {
         "metric": metric,
         "report": report,
@@ -629,6 +644,8 @@ def summarize(history: Mapping[str, list], task: str, report: str = "test_at_bes
         "best_val": float(val[best]),
         "test_at_best_val": float(test[best]),
         "final_train_loss": final_train_loss,
+        "train_loss_kind": kind,
+        "final_train_loss_evaluated": evaluated,
         "final_test": float(test[-1]),
     }
     out["reported"] = out["test_at_best_val"] if report == "test_at_best_val" else final_train_loss
