@@ -120,6 +120,38 @@ def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path) -> di
     return out
 
 
+def markdown(result: dict, done: set[str] | None = None) -> str:
+    """The cost table: one row per cell with its sweep command (``done``: cells with a finished run)."""
+    m = result["machine"]
+    lines = [
+        "# Cost of each Table-1 cell on the development machine",
+        "",
+        f"Measured {m['date']} with `{m['command']}` on {m['cores']} cores ({m['cpu']}), BLAS threads "
+        f"{m['blas_threads']}, load average {m['loadavg_before'][0]:.0f} before and "
+        f"{m['loadavg_after'][0]:.0f} after (a shared machine: the times are upper bounds). Per cell: the "
+        f"median of {result['k']} timed minibatches of each step, projected to the paper protocol "
+        "(`benchmarks/cell_cost.py` docstring); `measured` is the wall time per epoch of finished runs "
+        "(evaluation included), the check on the projection. Core-hours scale to a cluster: one task per "
+        "core, one BLAS thread each.",
+        "",
+        "| cell | method | train step (s) | sleep step (s) | epoch (s) | measured epoch (s) | epochs | "
+        "run (core-h) | command |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["cells"]:
+        meas = f"{r['measured_epoch_s']:.0f}" if r.get("measured_epoch_s") else "–"
+        sleep = f"{r['t_sleep_s']:.2f}" if "t_sleep_s" in r else "–"
+        name = r["cell"] + (" (run)" if done and r["cell"] in done else "")
+        fb = f" + {r['epochs_fb']} fb" if r.get("epochs_fb") else ""
+        lines.append(
+            f"| {name} | {r['method']}{' (fixed)' if r['q'] == 'fixed' else ''} | {r['t_train_s']:.3f} | "
+            f"{sleep} | {r['projected_epoch_s']:.0f} | {meas} | {r['epochs']}{fb} | "
+            f"{r['projected_run_h']:.1f} | "
+            f"`dfc-brian sweep table1/{r['cell']} --seeds 0-4` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k", type=int, default=2, help="timed minibatches per step (median)")
@@ -127,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs/table1", help="finished runs, to check the projection")
     ap.add_argument("--data-root", default=os.environ.get("DFC_DATA", "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/cell_cost.json"))
+    ap.add_argument("--markdown", action="store_true", help="only rewrite the .md table from --out")
     a = ap.parse_args(argv)
+    if a.markdown:
+        result = json.loads(Path(a.out).read_text())
+        done = {p.parent.parent.name for p in Path(a.runs).glob("*/*/results.json")}
+        Path(a.out).with_suffix(".md").write_text(markdown(result, done))
+        print(f"wrote {Path(a.out).with_suffix('.md')}")
+        return 0
     paths = sorted(p for p in (ROOT / "models/table1").glob("*.yaml") if fnmatch.fnmatch(p.stem, a.cells))
     if not paths:
         print(f"no Table-1 config matches {a.cells!r}", file=sys.stderr)
@@ -155,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     machine["loadavg_after"] = os.getloadavg()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"machine": machine, "k": a.k, "cells": rows}, indent=1) + "\n")
-    print(f"wrote {a.out}")
+    result = {"machine": machine, "k": a.k, "cells": rows}
+    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    done = {p.parent.parent.name for p in Path(a.runs).glob("*/*/results.json")}
+    Path(a.out).with_suffix(".md").write_text(markdown(result, done))
+    print(f"wrote {a.out} and its .md table")
     return 0
 
 
