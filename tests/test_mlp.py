@@ -142,10 +142,12 @@ def test_dfa_target_gradient_is_2_lambda_over_B_times_textbook():
     B_fb = [rng.normal(size=(n, 3)) for n in SIZES[1:-1]] + [np.eye(3)]
     lam = 0.05
     textbook = mlp.dfa_gradient(w, ACTS, B_fb, X, y, "mse")
-    target = mlp.dfa_target_gradient(w, ACTS, B_fb, X, y, "mse", lam)
+    target = mlp.dfa_gradient(w, ACTS, B_fb, X, y, "mse", "target", lam)
     for (tW, tb), (gW, gb) in zip(target, textbook, strict=True):
         np.testing.assert_allclose(tW, 2 * lam / 5 * gW, rtol=1e-12, atol=1e-18)
         np.testing.assert_allclose(tb, 2 * lam / 5 * gb, rtol=1e-12, atol=1e-18)
+    with pytest.raises(ConfigError, match="needs target_stepsize"):
+        mlp.dfa_gradient(w, ACTS, B_fb, X, y, "mse", "target")
     # the output layer's DFA gradient is BP's; a hidden layer's uses B_i e instead of W^T delta
     bp = mlp.bp_gradient(w, ACTS, X, y, "mse")
     np.testing.assert_allclose(textbook[-1][0], bp[-1][0], rtol=1e-14, atol=1e-16)

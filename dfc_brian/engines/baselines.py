@@ -64,7 +64,7 @@ def dfa_gradient(
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """Textbook DFA surrogate gradient (:func:`~dfc_brian.model.mlp.dfa_gradient`)."""
     return _with_loss(
-        spec, weights, X, y, lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, ff)
+        spec, weights, X, y, lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, ff=ff)
     )
 
 
@@ -76,7 +76,7 @@ def dfa_target_gradient(
     y: np.ndarray,
     target_stepsize: float,
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """The authors' target-based DFA gradient, B_L = I (:func:`~dfc_brian.model.mlp.dfa_target_gradient`).
+    """The authors' target-based DFA gradient, B_L = I (:func:`~dfc_brian.model.mlp.dfa_gradient`).
 
     Returns
     -------
@@ -87,5 +87,5 @@ def dfa_target_gradient(
         weights,
         X,
         y,
-        lambda ff: mlp.dfa_target_gradient(weights, spec, B_fb, X, y, spec.loss, target_stepsize, ff),
+        lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, "target", target_stepsize, ff),
     )

@@ -65,7 +65,6 @@ __all__ = [
     "bp_gradient",
     "bp_update",
     "dfa_gradient",
-    "dfa_target_gradient",
     "feedforward",
     "gauss_newton_update",
     "jacobian",
@@ -458,50 +457,44 @@ def dfa_gradient(
     X: np.ndarray,
     y: np.ndarray,
     loss: str,
+    convention: str = "textbook",
+    target_stepsize: float | None = None,
     ff: Feedforward | None = None,
 ) -> Update:
-    """Direct feedback alignment, textbook form: :math:`W_{i+1}^T\\delta_{i+1}` of BP becomes :math:`B_i e`.
+    """Direct feedback alignment: the output error reaches layer i through a fixed random :math:`B_i`.
+
+    ``convention='textbook'``: BP with :math:`W_{i+1}^T\\delta_{i+1}` replaced by :math:`B_i e`,
 
     .. math::
         e = \\phi_L'(v_L) \\odot \\frac{\\partial\\mathcal{L}}{\\partial r_L}, \\qquad
         \\delta_i = \\phi_i'(v_i) \\odot B_i e \\;(i < L), \\qquad \\delta_L = e,
 
-    with fixed random :math:`B_i` (n_i x n_L; ``B_fb[-1]`` is not used), and the gradient
-    :math:`\\sum_b \\delta_i r_{i-1}^T`, :math:`\\sum_b \\delta_i` as in :func:`bp_gradient`.
-    """
-    acts = activations(acts)
-    X, v, r, dL = _output_gradient(weights, acts, X, y, loss, ff)
-    e = dL * phi_prime(acts[-1], v[-1])
-    deltas = [(e @ B_fb[i].T) * phi_prime(acts[i], v[i]) for i in range(len(v) - 1)]
-    deltas.append(e)
-    return _from_deltas(deltas, X, r)
+    and the gradient :math:`\\sum_b \\delta_i r_{i-1}^T`, :math:`\\sum_b \\delta_i` as in
+    :func:`bp_gradient` (``B_fb[-1]`` is not used).
 
-
-def dfa_target_gradient(
-    weights: Weights,
-    acts: Acts,
-    B_fb: Sequence[np.ndarray],
-    X: np.ndarray,
-    y: np.ndarray,
-    loss: str,
-    target_stepsize: float,
-    ff: Feedforward | None = None,
-) -> Update:
-    """Direct feedback alignment, the authors' target-based form (spec section 2), :math:`B_L = I`.
-
-    Output target :math:`r_L^* = r_L - \\lambda\\,\\partial\\mathcal{L}/\\partial r_L` (as DFC's),
-    hidden targets :math:`h_i^* = h_i + B_i (r_L^* - r_L)`, and each layer descends its local
-    squared error:
+    ``convention='target'``: the authors' target-based form (spec section 2), with
+    :math:`B_L = I` (``B_fb[-1]``) and :math:`\\lambda` = ``target_stepsize``. Output target
+    :math:`r_L^* = r_L - \\lambda\\,\\partial\\mathcal{L}/\\partial r_L` (as DFC's), hidden targets
+    :math:`h_i^* = h_i + B_i (r_L^* - r_L)`, and each layer descends its local squared error:
 
     .. math::
         g_{W_i} = \\frac{1}{B}\\sum_b 2\\,\\phi_i'(v_i) \\odot (h_i - h_i^*)\\, r_{i-1}^T, \\qquad
         g_{b_i} = \\frac{1}{B}\\sum_b 2\\,\\phi_i'(v_i) \\odot (h_i - h_i^*)
 
-    With a linear output layer this is exactly :math:`2\\lambda/B` times :func:`dfa_gradient`
+    With a linear output layer this is exactly :math:`2\\lambda/B` times the textbook gradient
     (with a nonlinear one the hidden layers miss the factor :math:`\\phi_L'`, as in the code).
     """
     acts = activations(acts)
+    if convention not in ("textbook", "target"):
+        raise ConfigError(f"DFA convention must be 'textbook' or 'target', got {convention!r}")
+    if convention == "target" and target_stepsize is None:
+        raise ConfigError("the target DFA convention needs target_stepsize (lambda)")
     X, v, r, dL = _output_gradient(weights, acts, X, y, loss, ff)
+    if convention == "textbook":
+        e = dL * phi_prime(acts[-1], v[-1])
+        deltas = [(e @ B_fb[i].T) * phi_prime(acts[i], v[i]) for i in range(len(v) - 1)]
+        deltas.append(e)
+        return _from_deltas(deltas, X, r)
     B = X.shape[0]
     err = -target_stepsize * dL  # r_L* - r_L, formed without cancellation
     deltas = []
