@@ -42,7 +42,7 @@ from dfc_brian.model.mlp import (  # re-exported: the network mathematics lives 
     nonlinear_difference_update,
     output_delta,
     phi_prime,
-    ssa_steady_state,
+    ssa,
     ssa_update,
     stack_Q,
 )
@@ -151,6 +151,28 @@ def damped_pinv(J: np.ndarray, gamma: float = 0.0) -> np.ndarray:
         JT = np.swapaxes(J, -1, -2)
         return np.swapaxes(np.linalg.solve(J @ JT + gamma * np.eye(n), J), -1, -2)
     return np.linalg.pinv(J)
+
+
+def ssa_steady_state(
+    weights: Weights,
+    acts: Acts,
+    X: np.ndarray,
+    delta: np.ndarray,
+    alpha: float,
+    Q: Sequence[np.ndarray] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The linearised steady state of :func:`~dfc_brian.model.mlp.ssa` in stacked form.
+
+    .. math::
+        u_{ss} = (J Q + \\alpha I)^{-1} \\delta_L, \\qquad \\Delta v_{ss} = Q u_{ss}
+
+    Returns
+    -------
+    u : ndarray (B, n_L)
+    dv : ndarray (B, N), the layers' :math:`\\Delta v_i` stacked in order 1..L
+    """
+    ss = ssa(weights, acts, X, delta, alpha, Q)
+    return ss.u, np.concatenate(ss.dv, axis=1)
 
 
 # ----------------------------------------------------------------------------------------

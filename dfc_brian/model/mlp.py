@@ -55,9 +55,12 @@ Acts = Sequence[str] | NetworkSpec
 """The layers' nonlinearities: a NetworkSpec or a sequence such as ``("tanh", "linear")``."""
 Feedforward = tuple[list[np.ndarray], list[np.ndarray]]
 """The lists ``(v, r)`` of :func:`feedforward`."""
+Feedback = Sequence[np.ndarray] | np.ndarray
+"""Feedback weights Q: the per-layer list ``Q[i]`` (n_i, n_L) or the stacked (N, n_L) array."""
 
 __all__ = [
     "Acts",
+    "Feedback",
     "Feedforward",
     "SteadyState",
     "Update",
@@ -83,7 +86,6 @@ __all__ = [
     "phi_prime",
     "split_layers",
     "ssa",
-    "ssa_steady_state",
     "ssa_update",
     "stack_Q",
 ]
@@ -341,7 +343,7 @@ def jacobian(
     return np.concatenate(blocks, axis=2) if stacked else blocks
 
 
-def stack_Q(Q: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+def stack_Q(Q: Feedback) -> np.ndarray:
     """Stack per-layer feedback weights ``Q[i]`` (n_i, n_L) into Q (N, n_L) (a stacked Q is kept)."""
     if isinstance(Q, np.ndarray) and Q.ndim == 2:
         return Q
@@ -353,7 +355,7 @@ def split_layers(a: np.ndarray, sizes: Sequence[int], axis: int = -1) -> list[np
     return np.split(a, np.cumsum(sizes)[:-1], axis=axis)
 
 
-def layer_Q(weights: Weights, Q: Sequence[np.ndarray] | np.ndarray | None = None) -> list[np.ndarray]:
+def layer_Q(weights: Weights, Q: Feedback | None = None) -> list[np.ndarray]:
     """Feedback weights per layer: ``weights.Q`` if ``Q`` is None, else ``Q`` (list, or stacked (N, n_L))."""
     if Q is None:
         return list(weights.Q)
@@ -362,9 +364,7 @@ def layer_Q(weights: Weights, Q: Sequence[np.ndarray] | np.ndarray | None = None
     return [np.asarray(q, dtype=np.float64) for q in Q]
 
 
-def jq(
-    weights: Weights, acts: Acts, v: Sequence[np.ndarray], Q: Sequence[np.ndarray] | np.ndarray | None = None
-) -> np.ndarray:
+def jq(weights: Weights, acts: Acts, v: Sequence[np.ndarray], Q: Feedback | None = None) -> np.ndarray:
     """:math:`J Q = \\sum_i J_i Q_i` per sample (B, n_L, n_L), by pushing Q forward.
 
     The columns of Q are the directions in which the controller moves the voltages, so
@@ -566,92 +566,49 @@ class SteadyState(NamedTuple):
     update: Update  # nonlinear-difference update (direction of the rule)
 
 
-def ssa_steady_state(
-    weights: Weights,
-    acts: Acts,
-    X: np.ndarray,
-    delta: np.ndarray,
-    alpha: float,
-    Q: Sequence[np.ndarray] | np.ndarray | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Analytic linearised steady state :math:`(u_{ss}, \\Delta v)` of the controlled network.
-
-    .. math::
-        u_{ss} = (J Q + \\alpha I)^{-1} \\delta_L, \\qquad \\Delta v_i = Q_i u_{ss}
-
-    from :math:`e = \\delta_L - J\\Delta v` and :math:`e = \\alpha u` at the steady state, with
-    J at the feedforward pass of ``X`` and :math:`J Q` by :func:`jq`.
-
-    Returns
-    -------
-    u : ndarray (B, n_L)
-    dv : list over layers of ndarray (B, n_i)
-    """
-    u, dv, _ = _steady_state(weights, acts, X, delta, alpha, Q)
-    return u, dv
-
-
-def _steady_state(
-    weights: Weights,
-    acts: Acts,
-    X: np.ndarray,
-    delta: np.ndarray,
-    alpha: float,
-    Q: Sequence[np.ndarray] | np.ndarray | None = None,
-    v: Sequence[np.ndarray] | None = None,
-    exact: bool = False,
-) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """:func:`ssa_steady_state` at the voltages ``v`` (default: the feedforward pass), also returning
-    JQ; ``exact``: :math:`J Q = \\sum_i J_i Q_i` from the :func:`layer_jacobians` instead of
-    :func:`jq` (equal to ~1e-13)."""
-    Qs = layer_Q(weights, Q)
-    if v is None:
-        v, _ = feedforward(weights, acts, X)
-    if exact:
-        blocks = layer_jacobians(weights, acts, v)
-        JQ = sum(np.matmul(blocks[i], Qs[i]) for i in range(len(Qs)))
-    else:
-        JQ = jq(weights, acts, v, Qs)
-    n_L = JQ.shape[-1]
-    u = np.linalg.solve(JQ + alpha * np.eye(n_L), np.asarray(delta, dtype=np.float64)[:, :, None])[:, :, 0]
-    return u, [u @ q.T for q in Qs], JQ
-
-
 def ssa(
     weights: Weights,
     acts: Acts,
     X: np.ndarray,
     delta: np.ndarray,
     alpha: float,
-    Q: Sequence[np.ndarray] | np.ndarray | None = None,
+    Q: Feedback | None = None,
     ff: Feedforward | None = None,
     exact: bool = False,
 ) -> SteadyState:
-    """DFC-SSA: :func:`ssa_steady_state`, then the rule on the propagated targets.
+    """DFC-SSA: the analytic linearised steady state, then the rule on the propagated targets.
+
+    At the steady state of the linearised controlled network :math:`e = \\alpha u` and
+    :math:`e = \\delta_L - J\\Delta v` with :math:`\\Delta v = Q u`, so per sample
 
     .. math::
-        u = (J Q + \\alpha I)^{-1}\\delta_L, \\quad \\Delta v_i = Q_i u, \\quad
+        u_{ss} = (J Q + \\alpha I)^{-1}\\delta_L, \\quad \\Delta v_i = Q_i u_{ss}, \\quad
         v_i = W_i r_{i-1} + b_i + \\Delta v_i, \\quad
         \\Delta W_i = \\frac1B\\sum_b \\big(\\phi(v_i) - \\phi(W_i r_{i-1} + b_i)\\big) r_{i-1}^T
 
-    with :math:`\\delta_L = r_L^* - r_L^-` (:func:`output_delta`) and the propagated target rates
-    :math:`r_{i-1}` both in the difference and as presynaptic rates (spec section 2).
-    ``ff``: the feedforward ``(v, r)`` of ``X`` if already computed (layer 1's basal voltage is
-    then taken from it, unless ``exact``).
+    with :math:`\\delta_L = r_L^* - r_L^-` (:func:`output_delta`), J at the feedforward pass, and
+    the propagated target rates :math:`r_{i-1}` both in the difference and as presynaptic rates
+    (spec section 2, :func:`nonlinear_difference`). :math:`J Q` by :func:`jq`, or, if ``exact``,
+    as :math:`\\sum_i J_i Q_i` from the :func:`layer_jacobians` (equal to ~1e-13; layer 1's basal
+    voltage is then recomputed instead of taken from ``ff``). ``ff``: the feedforward
+    ``(v, r)`` of ``X`` if already computed.
     """
     v_ff = ff[0] if ff is not None else feedforward(weights, acts, X)[0]
-    u, dv, JQ = _steady_state(weights, acts, X, delta, alpha, Q, v=v_ff, exact=exact)
+    Qs = layer_Q(weights, Q)
+    if exact:
+        blocks = layer_jacobians(weights, acts, v_ff)
+        JQ = sum(np.matmul(blocks[i], Qs[i]) for i in range(len(Qs)))
+    else:
+        JQ = jq(weights, acts, v_ff, Qs)
+    n_L = JQ.shape[-1]
+    u = np.linalg.solve(JQ + alpha * np.eye(n_L), np.asarray(delta, dtype=np.float64)[:, :, None])[:, :, 0]
+    dv = [u @ q.T for q in Qs]
     v, r, upd = nonlinear_difference(weights, acts, X, dv, v1_basal=None if exact else v_ff[0])
     return SteadyState(u=u, JQ=JQ, dv=dv, v=v, r=r, update=upd)
 
 
 def ssa_update(
-    weights: Weights,
-    acts: Acts,
-    X: np.ndarray,
-    delta: np.ndarray,
-    alpha: float,
-    Q: Sequence[np.ndarray] | np.ndarray | None = None,
+    weights: Weights, acts: Acts, X: np.ndarray, delta: np.ndarray, alpha: float, Q: Feedback | None = None
 ) -> Update:
     """The DFC-SSA update of :func:`ssa` alone."""
     return ssa(weights, acts, X, delta, alpha, Q).update
