@@ -510,7 +510,11 @@ def dfa_gradient(
 
 
 def nonlinear_difference(
-    weights: Weights, acts: Acts, X: np.ndarray, dv: Sequence[np.ndarray], v1_basal: np.ndarray | None = None
+    weights: Weights,
+    acts: Acts,
+    X: np.ndarray,
+    dv: Sequence[np.ndarray],
+    basal1: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], Update]:
     """Propagate voltage perturbations and apply the nonlinear-difference rule.
 
@@ -523,8 +527,8 @@ def nonlinear_difference(
         \\Delta b_i = \\frac{1}{B}\\sum_b \\big(\\phi_i(v_i) - \\phi_i(v_i^B)\\big)
 
     The basal voltage and the presynaptic rate are both taken at the *perturbed* (controlled)
-    state, as in DFC-SS and DFC-SSA (spec section 2). ``v1_basal``: layer 1's basal voltage
-    :math:`W_1 x + b_1` if already known (the feedforward :math:`v_1^-`, which it equals).
+    state, as in DFC-SS and DFC-SSA (spec section 2). ``basal1``: layer 1's basal voltage
+    :math:`W_1 x + b_1` and rate, if already known (the feedforward :math:`(v_1^-, r_1^-)`).
 
     Returns
     -------
@@ -537,10 +541,14 @@ def nonlinear_difference(
     v, r, upd = [], [], []
     prev = X
     for i, (W, b) in enumerate(zip(weights.W, weights.b, strict=True)):
-        vB = v1_basal if (i == 0 and v1_basal is not None) else prev @ W.T + b
+        if i == 0 and basal1 is not None:
+            vB, rB = basal1
+        else:
+            vB = prev @ W.T + b
+            rB = phi(acts[i], vB)
         vi = vB + dv[i]
         ri = phi(acts[i], vi)
-        d = ri - phi(acts[i], vB)
+        d = ri - rB
         upd.append((d.T @ prev / B, d.sum(axis=0) / B))
         v.append(vi)
         r.append(ri)
@@ -593,7 +601,7 @@ def ssa(
     voltage is then recomputed instead of taken from ``ff``). ``ff``: the feedforward
     ``(v, r)`` of ``X`` if already computed.
     """
-    v_ff = ff[0] if ff is not None else feedforward(weights, acts, X)[0]
+    v_ff, r_ff = feedforward(weights, acts, X) if ff is None else ff
     Qs = layer_Q(weights, Q)
     if exact:
         blocks = layer_jacobians(weights, acts, v_ff)
@@ -603,7 +611,7 @@ def ssa(
     n_L = JQ.shape[-1]
     u = np.linalg.solve(JQ + alpha * np.eye(n_L), np.asarray(delta, dtype=np.float64)[:, :, None])[:, :, 0]
     dv = [u @ q.T for q in Qs]
-    v, r, upd = nonlinear_difference(weights, acts, X, dv, v1_basal=None if exact else v_ff[0])
+    v, r, upd = nonlinear_difference(weights, acts, X, dv, None if exact else (v_ff[0], r_ff[0]))
     return SteadyState(u=u, JQ=JQ, dv=dv, v=v, r=r, update=upd)
 
 
