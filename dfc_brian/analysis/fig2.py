@@ -4,7 +4,7 @@ Model parameters
 ----------------
 Network 5-2-2 (tanh hidden, linear output), xavier-normal weights, one input
 :math:`x \\sim U(-1, 1)^5`; :math:`J \\in \\mathbb{R}^{2 \\times 4}` is the Jacobian of
-:math:`r_L` w.r.t. both layers' voltages (:func:`dfc_brian.analysis.theory.jacobian`).
+:math:`r_L` w.r.t. both layers' voltages (:func:`dfc_brian.model.mlp.jacobian`).
 
 Experiment
 ----------
@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dfc_brian.analysis.theory import damped_pinv, jacobian
+from dfc_brian.analysis.theory import damped_pinv
+from dfc_brian.model.mlp import jacobian
 from dfc_brian.model.params import NetworkSpec
 from dfc_brian.model.weights import Weights, init_weights
 

@@ -60,10 +60,11 @@ Implementation notes:
   (measured on a toy net, 16 samples: tol 1e-4 skips 887 of 1000 states with a 6.4e-4
   relative error of dW_dfc, tol 1e-6 skips 423 with 2.6e-6); samples dropped as non-converged
   are re-integrated and may stop at another step, so their removal is approximate too.
-- ``feedforward``, ``output_target``, ``jacobian`` and ``ssa`` always work in float64; the
-  engine dtype applies to the integration loop only. DFC-SSA forms :math:`JQ` by pushing Q
-  forward through the linearised network (:meth:`BatchedDFC.jq`, one GEMM per layer for all
-  samples); ``ssa(exact=True)`` keeps the stacked-Jacobian route.
+- ``feedforward``, ``output_target``, ``jacobian``, ``jq`` and ``ssa`` are the network
+  mathematics of :mod:`dfc_brian.model.mlp` (float64 whatever the engine dtype, which applies
+  to the integration loop only), bound to this engine's weights; DFC-SSA forms :math:`JQ` by
+  pushing Q forward (one GEMM per layer for all samples); ``ssa(exact=True)`` keeps the
+  stacked-Jacobian route.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ import numpy as np
 
 from dfc_brian.engines.convergence import convergence_test
 from dfc_brian.engines.errors import DivergenceError
+from dfc_brian.model import mlp
+from dfc_brian.model.mlp import loss_and_grad, phi, phi_prime  # noqa: F401 - re-exported (brian2_engine, tests)
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights
 
@@ -112,81 +115,6 @@ def _with_blas_threads(fn):  # noqa: ANN001, ANN202
             return fn(self, *args, **kw)
 
     return wrapper
-
-
-# ----------------------------------------------------------------------------- nonlinearities
-def phi(name: str, v: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Rate function :math:`\\phi` (``tanh``, ``linear``, ``relu``); writes into ``out`` if given."""
-    if name == "tanh":
-        return np.tanh(v, out=out)
-    if name == "linear":
-        if out is None:
-            return v.copy()
-        np.copyto(out, v)
-        return out
-    if name == "relu":
-        return np.maximum(v, 0.0, out=out)
-    raise ConfigError(f"unknown activation {name!r}")
-
-
-def phi_prime(name: str, v: np.ndarray) -> np.ndarray:
-    """Derivative :math:`\\phi'(v)` elementwise."""
-    if name == "tanh":
-        t = np.tanh(v)
-        return 1.0 - t * t
-    if name == "linear":
-        return np.ones_like(v)
-    if name == "relu":
-        return (v > 0).astype(v.dtype)
-    raise ConfigError(f"unknown activation {name!r}")
-
-
-# ----------------------------------------------------------------------------- loss
-def _onehot(y: np.ndarray, n_out: int, B: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 1:
-        if y.shape != (B,):
-            raise ConfigError(f"y has shape {y.shape}, expected ({B},) labels or ({B}, {n_out}) one-hot")
-        if not np.issubdtype(y.dtype, np.integer):
-            if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-                raise ConfigError("y labels must be integers")
-            y = y.astype(np.int64)
-        if y.min() < 0 or y.max() >= n_out:
-            raise ConfigError(f"y labels must lie in 0..{n_out - 1}")
-        oh = np.zeros((B, n_out))
-        oh[np.arange(B), y] = 1.0
-        return oh
-    if y.shape != (B, n_out):
-        raise ConfigError(f"y has shape {y.shape}, expected ({B},) labels or ({B}, {n_out}) one-hot")
-    if not np.all(np.isfinite(y)):
-        raise ConfigError("y contains non-finite values")
-    return y.astype(np.float64)
-
-
-def loss_and_grad(r_L: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
-    """Batch-mean loss and its gradient :math:`\\partial\\mathcal{L}/\\partial r_L` (B, n_L).
-
-    ``ce``: :math:`\\mathcal{L} = -\\frac1B\\sum_b \\log\\mathrm{softmax}(r_L)_{y_b}`, gradient
-    :math:`(\\mathrm{softmax}(r_L) - \\mathrm{onehot}(y))/B`. ``mse``:
-    :math:`\\mathcal{L} = \\frac{1}{B n_L}\\sum (r_L - y)^2`, gradient :math:`2(r_L - y)/(B n_L)`.
-    """
-    r_L = np.asarray(r_L, dtype=np.float64)
-    B, n_out = r_L.shape
-    if loss == "ce":
-        oh = _onehot(y, n_out, B)
-        z = r_L - r_L.max(axis=1, keepdims=True)
-        logsm = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        val = -float(np.mean(np.sum(oh * logsm, axis=1)))
-        return val, (np.exp(logsm) - oh) / B
-    if loss == "mse":
-        y = np.asarray(y, dtype=np.float64)
-        if y.shape != r_L.shape:
-            raise ConfigError(f"y has shape {y.shape}, expected {r_L.shape} for the mse loss")
-        if not np.all(np.isfinite(y)):
-            raise ConfigError("y contains non-finite values")
-        diff = r_L - y
-        return float(np.mean(diff**2)), 2.0 * diff / (B * n_out)
-    raise ConfigError(f"unknown loss {loss!r}")
 
 
 # ----------------------------------------------------------------------------- results
@@ -311,15 +239,7 @@ class BatchedDFC:
         -------
         v, r : lists over layers of (B, n_i) arrays.
         """
-        X = self._check_X(X)
-        v, r = [], []
-        prev = X
-        for i in range(self.L):
-            vi = prev @ self.weights.W[i].T + self.weights.b[i]
-            v.append(vi)
-            r.append(phi(self.acts[i], vi))
-            prev = r[-1]
-        return v, r
+        return mlp.feedforward(self.weights, self.acts, self._check_X(X))
 
     def output_target(self, r_L: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Output target :math:`r_L^* = r_L^- - \\lambda\\, \\partial\\mathcal{L}/\\partial r_L`.
@@ -332,9 +252,7 @@ class BatchedDFC:
         r_L = np.asarray(r_L, dtype=np.float64)
         if r_L.ndim != 2 or r_L.shape[1] != self.sizes[-1]:
             raise ConfigError(f"r_L has shape {r_L.shape}, expected (B, {self.sizes[-1]})")
-        lam = self.params.controller.target_stepsize
-        _, grad = loss_and_grad(r_L, y, self.params.network.loss)
-        return r_L - lam * grad  # float64 whatever the engine dtype
+        return mlp.output_target(r_L, y, self.params.network.loss, self.params.controller.target_stepsize)
 
     @_with_blas_threads
     def jacobian(
@@ -353,20 +271,9 @@ class BatchedDFC:
         (B, n_L, sum_i n_i) array if ``stacked`` (layers in order 1..L), else the list of
         blocks (B, n_L, n_i).
         """
-        if v is None:
-            if X is None:
-                raise ConfigError("jacobian needs X or v")
-            v, _ = self.feedforward(X)
-        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=np.float64)) for i in range(self.L)]
-        B, n_L = dphi[-1].shape
-        blocks: list[np.ndarray] = [None] * self.L  # type: ignore[list-item]
-        J = np.zeros((B, n_L, n_L))
-        J[:, np.arange(n_L), np.arange(n_L)] = dphi[-1]
-        blocks[-1] = J
-        for i in range(self.L - 2, -1, -1):
-            J = np.matmul(J, self.weights.W[i + 1]) * dphi[i][:, None, :]
-            blocks[i] = J
-        return np.concatenate(blocks, axis=2) if stacked else blocks
+        if v is None and X is not None:
+            X = self._check_X(X)
+        return mlp.jacobian(self.weights, self.acts, X, v=v, stacked=stacked)
 
     # ------------------------------------------------------------------ core integrator
     def _deviation(
@@ -458,12 +365,7 @@ class BatchedDFC:
         if ff is not None:  # the caller's feedforward pass of this X (same expression)
             v_ff, r_ff = list(ff[0]), list(ff[1])
         else:
-            v_ff, r_ff = [], []
-            prev = X.astype(np.float64)
-            for i in range(L):
-                v_ff.append(prev @ self.weights.W[i].T + self.weights.b[i])
-                r_ff.append(phi(self.acts[i], v_ff[i]))
-                prev = r_ff[i]
+            v_ff, r_ff = mlp.feedforward(self.weights, self.acts, X)
         base = []
         for i in range(L):
             ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
@@ -862,30 +764,8 @@ class BatchedDFC:
     # ------------------------------------------------------------------ DFC-SSA
     @_with_blas_threads
     def jq(self, v: Sequence[np.ndarray]) -> np.ndarray:
-        """:math:`J Q = \\sum_i J_i Q_i` per sample (B, n_L, n_L), by pushing Q forward.
-
-        The columns of Q are the directions in which the controller moves the voltages, so
-        :math:`J Q` is the forward-mode derivative of :math:`r_L` w.r.t. u through the network
-        linearised at the voltages ``v``:
-
-        .. math::
-            Z_1 = Q_1, \\qquad Z_{i+1} = W_{i+1}\\,\\mathrm{diag}(\\phi_i'(v_i))\\, Z_i + Q_{i+1},
-            \\qquad J Q = \\mathrm{diag}(\\phi_L'(v_L))\\, Z_L
-
-        with :math:`Z_i = \\partial v_i/\\partial u` (n_i x n_L). All samples' tangents are carried
-        as one (B n_L, n_i) matrix, so each layer is one GEMM; no (B, n_L, sum n_i) Jacobian is
-        formed. Equal to ``sum_i jacobian(v)[i] @ Q_i`` up to round-off.
-        """
-        dphi = [phi_prime(self.acts[i], np.asarray(v[i], dtype=np.float64)) for i in range(self.L)]
-        B, n_L = dphi[-1].shape
-        W, Q = self.weights.W, self.weights.Q
-        R = Q[0].T[None, :, :] * dphi[0][:, None, :]  # (B, n_L, n_1): d r_1 / d u, row c = column c of Q
-        for i in range(1, self.L):
-            Z = (R.reshape(B * n_L, -1) @ W[i].T).reshape(B, n_L, -1)
-            Z += Q[i].T[None, :, :]
-            Z *= dphi[i][:, None, :]
-            R = Z
-        return np.ascontiguousarray(R.transpose(0, 2, 1))  # JQ[b, k, c] = d r_L[k] / d u[c]
+        """:math:`J Q = \\sum_i J_i Q_i` per sample (B, n_L, n_L) (:func:`~dfc_brian.model.mlp.jq`)."""
+        return mlp.jq(self.weights, self.acts, v)
 
     @_with_blas_threads
     def ssa(
@@ -895,16 +775,13 @@ class BatchedDFC:
         exact: bool = False,
         ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] | None = None,
     ) -> PhaseResult:
-        """DFC-SSA: analytic linearised steady state, no simulation.
+        """DFC-SSA: analytic linearised steady state, no simulation (:func:`~dfc_brian.model.mlp.ssa`).
 
         .. math::
             u = (J Q + \\alpha I)^{-1}\\delta_L, \\quad \\delta_L = r_L^* - r_L^-, \\quad
             \\Delta v_i = Q_i u, \\quad v_i = W_i \\phi(v_{i-1}) + b_i + \\Delta v_i
 
-        with J the Jacobian of :math:`r_L` w.r.t. all layers' voltages at the feedforward pass,
-        per sample. The update uses the propagated target rates both in the difference term
-        and as presynaptic rates:
-        :math:`\\Delta W_i = \\frac1B\\sum_b(\\phi(v_i) - \\phi(W_i r_{i-1} + b_i))\\, r_{i-1}^T`.
+        and the nonlinear-difference update on the propagated target rates.
 
         Parameters
         ----------
@@ -925,33 +802,12 @@ class BatchedDFC:
             v_ff, r_ff = ff
             if len(v_ff) != self.L or len(r_ff) != self.L:
                 raise ConfigError(f"ff must hold {self.L} voltages and {self.L} rates")
-        n_L = self.sizes[-1]
-        if exact:
-            blocks = self.jacobian(v=v_ff, stacked=False)
-            JQ = sum(np.matmul(blocks[i], self.weights.Q[i]) for i in range(self.L))
-        else:
-            JQ = self.jq(v_ff)
-        A = JQ + self.params.controller.alpha * np.eye(n_L)
         delta = r_star - r_ff[-1]
-        u = np.linalg.solve(A, delta[:, :, None])[:, :, 0]
-        dW, db, dv_all, v_t, r_t = [], [], [], [], []
-        prev = X
-        for i in range(self.L):
-            if i == 0 and not exact:  # the input is the feedforward one: W_1 x + b_1 is v_1^-
-                vB, rB = v_ff[0], r_ff[0]
-            else:
-                vB = prev @ self.weights.W[i].T + self.weights.b[i]
-                rB = phi(self.acts[i], vB)
-            dv = u @ self.weights.Q[i].T
-            vi = vB + dv
-            ri = phi(self.acts[i], vi)
-            d = ri - rB
-            dW.append(d.T @ prev / B)
-            db.append(d.sum(axis=0) / B)
-            dv_all.append(dv)
-            v_t.append(vi)
-            r_t.append(ri)
-            prev = ri
+        ss = mlp.ssa(
+            self.weights, self.acts, X, delta, self.params.controller.alpha, ff=(v_ff, r_ff), exact=exact
+        )
+        u, r_t, prev = ss.u, ss.r, ss.r[-1]
+        dW, db = [dW for dW, _ in ss.update], [db for _, db in ss.update]
         out = PhaseResult(
             r_star=r_star,
             r_ff=r_ff[-1],
@@ -964,5 +820,5 @@ class BatchedDFC:
             db_ssa=db,
             u=u,
         )
-        out.extra.update(delta_v=dv_all, v_target=v_t, JQ=JQ)
+        out.extra.update(delta_v=ss.dv, v_target=ss.v, JQ=ss.JQ)
         return out

@@ -78,9 +78,10 @@ from typing import Any
 
 import numpy as np
 
-from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, dfa_target_gradient, forward
-from dfc_brian.engines.batched import BatchedDFC, loss_and_grad
+from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, dfa_target_gradient
+from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.optim import SGD, Adam, clip_joint, clip_per_tensor, make_optimizer
+from dfc_brian.model import mlp
 from dfc_brian.model.params import ConfigError, ModelParams, check_int, check_nonnegative, check_positive
 from dfc_brian.model.weights import Weights, init_weights, weight_product_Q
 
@@ -257,7 +258,7 @@ class Method:
     # -- interface
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Feedforward output :math:`r_L^-` (B, n_L), float64."""
-        return forward(self.params.network, self.weights, X)[1][-1]
+        return mlp.feedforward(self.weights, self.params.network, X)[1][-1]
 
     def pretrain_feedback_step(self, X: np.ndarray) -> dict:
         """Sleep-only step with ``lr_fb_pretrain``; a no-op for methods without trained Q."""
@@ -428,7 +429,7 @@ class DFCMethod(Method):
         eng = self.engine
         ff = eng.feedforward(X)
         r_ff = ff[1][-1]
-        loss, _ = loss_and_grad(r_ff, y, self.params.network.loss)
+        loss = mlp.loss_value(r_ff, y, self.params.network.loss)
         r_star = eng.output_target(r_ff, y)
         if self.name == "DFC-SSA":
             res = eng.ssa(X, r_star, ff=ff)

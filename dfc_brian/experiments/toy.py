@@ -36,12 +36,12 @@ import numpy as np
 
 from dfc_brian.analysis import theory
 from dfc_brian.config import load_config
-from dfc_brian.engines.baselines import dfa_gradient
 from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import DFAMethod, DFCMethod, Method, make_method
 from dfc_brian.experiments.data import student_teacher
 from dfc_brian.experiments.results import array_json, atomic_savez, json_array, load_npz
 from dfc_brian.experiments.train import pretrain_epochs, pretrain_feedback, train_epoch, unpack_method_state
+from dfc_brian.model import mlp
 from dfc_brian.model.params import ConfigError, ModelParams, check_nonnegative
 from dfc_brian.model.weights import init_weights
 
@@ -340,10 +340,10 @@ def compartments(
 
 
 # ----------------------------------------------------------------------------- Fig. 3
-def method_update(method: Method, X: np.ndarray, y: np.ndarray) -> theory.Update:
+def method_update(method: Method, X: np.ndarray, y: np.ndarray) -> mlp.Update:
     """The forward update a method would make on ``(X, y)``, without applying it.
 
-    Descent direction in the convention of :mod:`dfc_brian.analysis.theory` (proportional to
+    An update in the sign convention of :mod:`dfc_brian.model.mlp` (proportional to
     :math:`-\\nabla L`): DFC the time-averaged nonlinear difference, DFC-SS its last step,
     DFC-SSA the analytic steady state (all computed with a fresh
     :class:`~dfc_brian.engines.batched.BatchedDFC` on ``method.weights``, so no sleep phase
@@ -364,9 +364,8 @@ def method_update(method: Method, X: np.ndarray, y: np.ndarray) -> theory.Update
             return list(zip(res.dW_dfc, res.db_dfc, strict=True))
         return list(zip(res.dW_ss, res.db_ss, strict=True))
     if isinstance(method, DFAMethod):
-        _, gW, gb = dfa_gradient(spec, w, method.B_fb, X, y)
-        return [(-a, -c) for a, c in zip(gW, gb, strict=True)]
-    return theory.bp_update(w, spec, X, y, spec.loss)
+        return [(-a, -c) for a, c in mlp.dfa_gradient(w, spec, method.B_fb, X, y, spec.loss)]
+    return mlp.bp_update(w, spec, X, y, spec.loss)
 
 
 def _feedback_of(method: Method) -> list[np.ndarray] | None:
@@ -392,20 +391,20 @@ def _fig3_metrics(
         m["lambda_max"] = float(np.max(lam))
     else:
         m["lambda_max"] = np.nan
-    delta = theory.output_delta(method.predict(X), y, spec.loss, ctrl.target_stepsize)
+    delta = mlp.output_delta(method.predict(X), y, spec.loss, ctrl.target_stepsize)
     upd = method_update(method, X, y)
     flat = theory.flatten_update(upd)
-    mn = theory.minimum_norm_update(w, spec, X, delta, gamma)
-    gn = theory.gauss_newton_update(w, spec, X, delta, gamma)
+    mn = mlp.minimum_norm_update(w, spec, X, delta, gamma)
+    gn = mlp.gauss_newton_update(w, spec, X, delta, gamma)
     m["angle_MN"] = theory.angle(flat, theory.flatten_update(mn))
     m["angle_GN"] = theory.angle(flat, theory.flatten_update(gn))
     if isinstance(method, DFCMethod):
-        ssa = theory.ssa_update(w, spec, X, delta, ctrl.alpha, Q=fb)
+        ssa = mlp.ssa_update(w, spec, X, delta, ctrl.alpha, Q=fb)
         m["angle_SSA"] = theory.angle(flat, theory.flatten_update(ssa))
     else:
         m["angle_SSA"] = np.nan
-    m["test_loss"] = theory.loss_value(method.predict(X), y, spec.loss)
-    m["test_loss_full"] = theory.loss_value(method.predict(X_full), y_full, spec.loss)
+    m["test_loss"] = mlp.loss_value(method.predict(X), y, spec.loss)
+    m["test_loss_full"] = mlp.loss_value(method.predict(X_full), y_full, spec.loss)
     return m
 
 
