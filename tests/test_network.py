@@ -75,13 +75,19 @@ def test_namespace_forms_the_symbols_from_params():
     assert float(ns["tau_v"] / ms) == pytest.approx(0.3 * 5.0)
     assert float(ns["tau_A"] / ms) == pytest.approx(0.02 * 5.0)  # tau_A = dt: v_A = Q u
     assert ns["target_scale"] == pytest.approx(0.6 / 4)  # lambda / B
-    assert (ns["acc_W"], ns["online_W"], ns["acc_Q"], ns["delayed_fb"], ns["delayed_ff"]) == (1, 0, 0, 1, 0)
+    assert (ns["acc_W"], ns["online_W"], ns["instant_A"], ns["delayed_fb"], ns["delayed_ff"]) == (
+        1,
+        0,
+        1,
+        1,
+        0,
+    )
     assert ns["sigma_layers"] == (0.0, 0.0)
     sl = eq.namespace(p, "sleep", plasticity="online")
     assert float(sl["tau_v"] / ms) == pytest.approx(0.05 * 5.0)
     assert float(sl["tau_A"] / ms) == pytest.approx(0.2 * 5.0)
     assert sl["sigma_layers"] == (0.04, 0.0) and sl["target_scale"] == 0.0
-    assert (sl["online_Q"], sl["online_W"], sl["T_steps"]) == (1, 0, 30)
+    assert (sl["online_W"], sl["acc_W"], sl["instant_A"], sl["T_steps"]) == (0, 0, 0, 30)
     assert eq.namespace(p, "sleep_noiseless")["sigma_layers"] == (0.0, 0.0)
     with pytest.raises(ValueError, match="phase"):
         eq.namespace(p, "awake")

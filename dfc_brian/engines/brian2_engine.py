@@ -481,15 +481,15 @@ class _Simulation:
     def _connect(self, ns: dict) -> list:
         spec, key = self.owner.params.network, self.key
         L = spec.n_layers
-        fwd_plastic = key.phase == "controlled" and key.plasticity != "none"
-        fb_plastic = key.phase != "controlled" and key.plasticity != "none"
+        fwd = key.plasticity if key.phase == "controlled" else "none"
+        fb = "none" if key.phase == "controlled" else key.plasticity
         pres = [self.input, *self.layers[:-1]]
         self.fwd = [
-            net.connect_forward(i, pres[i], G, ns, self.clocks, L, plastic=fwd_plastic)
+            net.connect_forward(i, pres[i], G, ns, self.clocks, L, plasticity=fwd)
             for i, G in enumerate(self.layers)
         ]
         self.fb = [
-            net.connect_feedback(i, self.controller, G, ns, self.clocks, plastic=fb_plastic)
+            net.connect_feedback(i, self.controller, G, ns, self.clocks, plasticity=fb)
             for i, G in enumerate(self.layers)
         ]
         objs = self.fwd + self.fb

@@ -34,17 +34,15 @@ from dfc_brian.model import equations as eq
 # Layer i (0-based) has base order 100 (i + 1); the controller comes first, plasticity last.
 # ---------------------------------------------------------------------------------------------
 ORDER = {
-    "controller_keep_u": 1,  # u_prev = u
-    "controller_count": 1,  # step_in_sample += 1 (which steps form sleep pairs)
+    "controller_step_start": 1,  # u_prev = u, step_in_sample += 1 (which steps form sleep pairs)
     "controller_integrate": 2,  # state updater: u_int[t+1] (Euler)
     "controller_output": 3,  # u[t+1] = K_I u_int[t+1] + k_p e[t]
     "sample_start_input": 4,  # new sample: load x into the input population
-    "keep_rates": 6,  # every layer: r_out = r[t] (the delayed rate)
     # per layer, offsets from 100 (i + 1):
     "feedback_plasticity": -5,  # Q_i: pairs v_apical[t] (not yet updated) with u[t+1]
     "summed_inputs": -4,  # W r_(i-1) -> I_basal, Q u -> I_apical (summed synapses)
-    "apical": -2,  # v_apical: assignment (controlled) or Euler-Maruyama step (sleep)
-    "soma": -1,  # v_basal, the soma's Euler step, rates, divergence check
+    "apical": -2,  # state updater (sleep phase): Euler-Maruyama step of v_apical
+    "soma": -1,  # v_apical = Q u (controlled), v_basal, the soma's Euler step, rates, divergence
     "sample_start_layer": 0,  # new sample: feedforward values
     "softmax_sum": 2,  # (output layer) sum of exp(r_L) for the CE target
     "sample_start_controller": 3,  # (output layer) new sample: r_star, u = u_int = 0
@@ -119,8 +117,8 @@ def make_input(n: int, ns: dict, clocks: Clocks):
 
 def make_layer(i: int, spec, phase: str, ns: dict, clocks: Clocks, learning: bool = False):
     """Layer ``i`` (0-based) of ``spec`` (NetworkSpec) as a NeuronGroup of ``spec.sizes[i+1]``
-    multi-compartment neurons, with its code runners (apical step, soma step, sample start,
-    delayed rate and, if ``learning``, the learning signal with the bias plasticity)."""
+    multi-compartment neurons, with its code runners (soma step, sample start and, if
+    ``learning``, the learning signal with the bias plasticity)."""
     import brian2 as b2
 
     act = spec.activations[i]
@@ -136,8 +134,6 @@ def make_layer(i: int, spec, phase: str, ns: dict, clocks: Clocks, learning: boo
         namespace={**ns, "sigma": ns["sigma_layers"][i]},
     )
     G.t_diverged = -1
-    if phase == "controlled":
-        G.run_regularly(eq.APICAL_STEP, order=layer_order(i, "apical"), when="groups", name=f"{name}_apical")
     G.run_regularly(
         eq.with_phi(eq.SOMA_STEP, act), order=layer_order(i, "soma"), when="groups", name=f"{name}_soma"
     )
@@ -148,7 +144,6 @@ def make_layer(i: int, spec, phase: str, ns: dict, clocks: Clocks, learning: boo
         when="groups",
         name=f"{name}_sample_start",
     )
-    G.run_regularly(eq.KEEP_RATE, order=ORDER["keep_rates"], when="groups", name=f"{name}_keep_rate")
     if learning:
         order = after_layers_order(spec.n_layers, "learning_signal")
         G.run_regularly(eq.LEARNING_SIGNAL, order=order, when="groups", name=f"{name}_learning_signal")
@@ -172,10 +167,7 @@ def make_controller(spec, output_layer, ns: dict, clocks: Clocks):
     C.r_L = b2.linked_var(output_layer, "r")
     C.step_in_sample = ns["T_steps"]  # the run's first step forms no sleep pair
     C.run_regularly(
-        eq.CONTROLLER_COUNT, order=ORDER["controller_count"], when="groups", name="controller_count"
-    )
-    C.run_regularly(
-        eq.CONTROLLER_KEEP_U, order=ORDER["controller_keep_u"], when="groups", name="controller_keep_u"
+        eq.CONTROLLER_STEP_START, order=ORDER["controller_step_start"], when="groups", name="controller_step"
     )
     C.run_regularly(
         eq.CONTROLLER_OUTPUT, order=ORDER["controller_output"], when="groups", name="controller_output"
@@ -193,32 +185,37 @@ def make_controller(spec, output_layer, ns: dict, clocks: Clocks):
 # ---------------------------------------------------------------------------------------------
 # Connect (all-to-all, pre-major synapse order: see _pre_index)
 # ---------------------------------------------------------------------------------------------
-def connect_forward(i: int, pre, post, ns: dict, clocks: Clocks, n_layers: int, plastic: bool = False):
+def connect_forward(i: int, pre, post, ns: dict, clocks: Clocks, n_layers: int, plasticity: str = "none"):
     """W_i: Synapses ``W{i+1}`` from ``pre`` (layer i-1 or the input) into ``post``'s
-    basal compartment, with the forward plasticity runner (after all ``n_layers`` layers)
-    if ``plastic``."""
+    basal compartment, with the forward plasticity runner of mode ``plasticity`` (``none``,
+    ``accumulate`` or ``online``; after all ``n_layers`` layers)."""
     import brian2 as b2
 
     S = b2.Synapses(pre, post, eq.FORWARD, name=f"W{i + 1}", clock=clocks.step, namespace=ns)
     S.connect(i=_pre_index(len(pre), len(post)), j=_post_index(len(pre), len(post)))
     S.summed_updaters["I_basal_post"].order = layer_order(i, "summed_inputs")
-    if plastic:
+    if plasticity != "none":
         order = after_layers_order(n_layers, "plasticity")
-        S.run_regularly(eq.FORWARD_PLASTICITY, order=order, when="groups", name=f"W{i + 1}_plasticity")
+        S.run_regularly(
+            eq.FORWARD_PLASTICITY[plasticity], order=order, when="groups", name=f"W{i + 1}_plasticity"
+        )
     return S
 
 
-def connect_feedback(i: int, controller, post, ns: dict, clocks: Clocks, plastic: bool = False):
+def connect_feedback(i: int, controller, post, ns: dict, clocks: Clocks, plasticity: str = "none"):
     """Q_i: Synapses ``Q{i+1}`` from the controller into ``post``'s apical compartment, with
-    the anti-Hebbian runner (sleep phase) if ``plastic``."""
+    the anti-Hebbian runner (sleep phase) of mode ``plasticity`` (``none``, ``accumulate``,
+    ``online``)."""
     import brian2 as b2
 
     F = b2.Synapses(controller, post, eq.FEEDBACK, name=f"Q{i + 1}", clock=clocks.step, namespace=ns)
     F.connect(i=_pre_index(len(controller), len(post)), j=_post_index(len(controller), len(post)))
     F.summed_updaters["I_apical_post"].order = layer_order(i, "summed_inputs")
-    if plastic:
+    if plasticity != "none":
         order = layer_order(i, "feedback_plasticity")
-        F.run_regularly(eq.FEEDBACK_PLASTICITY, order=order, when="groups", name=f"Q{i + 1}_plasticity")
+        F.run_regularly(
+            eq.FEEDBACK_PLASTICITY[plasticity], order=order, when="groups", name=f"Q{i + 1}_plasticity"
+        )
     return F
 
 
