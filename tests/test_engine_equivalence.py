@@ -58,6 +58,12 @@ def test_controlled_phase_trajectories_and_updates_agree(loss, ctrl):
         X, y, record=("v_soma", "v_basal", "v_apical", "r", "u", "u_int", "e")
     )
     np.testing.assert_allclose(b.r_star, r_star, rtol=0, atol=TOL)
+    assert type(b) is type(a)  # one result type (engines/result.py), same field names
+    for name in ("r_L_ff", "u_last", "e_last", "u_int_last"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=0, atol=TOL, err_msg=name)
+    for i in range(3):
+        np.testing.assert_allclose(b.r_last[i], a.r_last[i], rtol=0, atol=TOL)
+    assert b.n_nonconverged == a.n_nonconverged
     for name in ("v_soma", "v_basal", "v_apical", "r"):
         for i in range(3):
             np.testing.assert_allclose(
