@@ -337,6 +337,10 @@ def test_bad_inputs_and_weights_name_the_argument():
         net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("u",), record_every=7)
     with pytest.raises(ConfigError, match="cannot record"):
         net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("v_dend",))
+    with pytest.raises(ConfigError, match=r"layers: 3 is not a layer index in 0\.\.2 \(0-based"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("r",), layers=[3])
+    with pytest.raises(ConfigError, match=r"neurons of layers\[0\] must lie in 0\.\.4"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("r",), layers=[0], neurons=[[5]])
 
 
 def test_divergence_stops_with_layer_and_time():
