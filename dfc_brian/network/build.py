@@ -11,9 +11,11 @@ one layer by hand::
     ns = eq.namespace(params, "controlled")
     clocks = build.make_clocks(params.controller)
     ns.update(build.data_inputs(X, y, clocks))
-    layer = build.make_layer(0, params.network, "controlled", ns, clocks)
-    layer.I_basal = 0.3            # drive the basal compartment by hand
-    b2.run(...)
+    layer = build.make_layer(0, params.network, "controlled", ns, clocks)  # paper layer 1
+    layer.I_basal, layer.I_apical = 0.3, 0.1  # drive the compartments by hand
+    mon = b2.StateMonitor(layer, ["v_soma", "v_apical"], record=True, when="end")
+    b2.Network(layer, mon).run(params.controller.tmax * clocks.step.dt)
+    mon.v_soma  # relaxes with tau_v = tcr tau_u toward v_basal + v_apical (tests/test_network.py)
 
 Layer indices are 0-based: layer ``i`` is paper layer ``i + 1`` (Brian2 names it
 ``layer{i+1}``, its synapses ``W{i+1}``, ``Q{i+1}``). All code runners fire in the
