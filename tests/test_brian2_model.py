@@ -59,10 +59,10 @@ def _compare(res, hist, k, L, tol=1e-9):
     for name in ("v_soma", "v_basal", "v_apical", "r"):
         for i in range(L):
             expected = np.array([hist[name][t][i] for t in range(T)])
-            np.testing.assert_allclose(res.layer_vars[name][i][k], expected, rtol=0, atol=tol, err_msg=name)
+            np.testing.assert_allclose(getattr(res, name)[i][k], expected, rtol=0, atol=tol, err_msg=name)
     for name in ("u", "u_int", "e"):
         np.testing.assert_allclose(
-            res.controller_vars[name][k], np.array(hist[name]), rtol=0, atol=tol, err_msg=name
+            getattr(res, name)[k], np.array(hist[name]), rtol=0, atol=tol, err_msg=name
         )
 
 
@@ -208,9 +208,9 @@ def test_controlled_steady_state_is_target_minus_alpha_u():
     rng = np.random.default_rng(6)
     X, Y = rng.uniform(-1, 1, (2, 4)), rng.normal(size=(2, 2))
     res = BrianDFC(p, w).controlled_phase(X, Y)
-    gap = np.linalg.norm(res.r_L_end - (res.r_star - p.controller.alpha * res.u_end), axis=1)
+    gap = np.linalg.norm(res.r_last[-1] - (res.r_star - p.controller.alpha * res.u_last), axis=1)
     assert np.all(gap < 1e-8), gap
-    assert np.all(np.linalg.norm(res.r_L_end - res.r_star, axis=1) > 1e-4)  # not trivially at target
+    assert np.all(np.linalg.norm(res.r_last[-1] - res.r_star, axis=1) > 1e-4)  # not trivially at target
     assert res.converged.all()
 
 
@@ -226,7 +226,7 @@ def test_weight_round_trip_and_index_order():
         np.testing.assert_array_equal(back.W[i], w.W[i])
         np.testing.assert_array_equal(back.Q[i], w.Q[i])
     x = np.random.default_rng(8).uniform(-1, 1, (1, 4))
-    res = net.controlled_phase(x, np.zeros((1, 2)), record=("I_basal",), layers=[1], neurons=[[0, 4]])
+    res = net.controlled_phase(x, np.zeros((1, 2)), record=("I_basal",), layers=[0], neurons=[[0, 4]])
     np.testing.assert_allclose(res.I_basal[0][0, 0], (w.W[0] @ x[0])[[0, 4]], atol=1e-14)
     with pytest.raises(KeyError, match="layer 2, which was not recorded"):
         res.I_basal[1]  # layer 2 was not in layers=
@@ -277,7 +277,7 @@ def test_sleep_noise_has_the_specified_variance():
         w.Q[i][:] = 0
     s = p.sleep
     X = np.random.default_rng(1).uniform(-1, 1, (40, 4))
-    res = BrianDFC(p, w, seed=3).sleep_phase(X, plastic=False, record=("v_apical",), layers=[1])
+    res = BrianDFC(p, w, seed=3).sleep_phase(X, plastic=False, record=("v_apical",), layers=[0])
     a = 1 - s.dt_fb / s.tau_A
     k = np.arange(s.tmax_fb)
     # variance after k steps from v_A = 0
@@ -337,6 +337,10 @@ def test_bad_inputs_and_weights_name_the_argument():
         net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("u",), record_every=7)
     with pytest.raises(ConfigError, match="cannot record"):
         net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("v_dend",))
+    with pytest.raises(ConfigError, match=r"layers: 3 is not a layer index in 0\.\.2 \(0-based"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("r",), layers=[3])
+    with pytest.raises(ConfigError, match=r"neurons of layers\[0\] must lie in 0\.\.4"):
+        net.controlled_phase(np.zeros((1, 4)), np.zeros((1, 2)), record=("r",), layers=[0], neurons=[[5]])
 
 
 def test_divergence_stops_with_layer_and_time():
@@ -363,7 +367,7 @@ def test_scheduling_summary_has_layers_in_order():
 def _key():
     from dfc_brian.engines.brian2_engine import _SimKey
 
-    return _SimKey("controlled", "none", 1, (), (1, 2, 3), (None, None, None), 1)
+    return _SimKey("controlled", "none", 1, (), (0, 1, 2), (None, None, None), 1)
 
 
 @pytest.mark.standalone
@@ -477,10 +481,10 @@ def test_output_layer_apical_noise_follows_sigma_output_fb():
 def test_an_unrecorded_layer_says_which_layers_were_recorded():
     p, w = _net()
     X = np.random.default_rng(0).uniform(-1, 1, (2, 4))
-    res = BrianDFC(p, w).controlled_phase(X, np.zeros((2, 2)), record=("v_apical",), layers=[1, 3])
+    res = BrianDFC(p, w).controlled_phase(X, np.zeros((2, 2)), record=("v_apical",), layers=[0, 2])
     assert res.v_apical[0].shape == (2, p.controller.tmax, 5)  # layer 1
     assert res.v_apical[2].shape == (2, p.controller.tmax, 2)  # layer 3
     with pytest.raises(
-        KeyError, match=r"v_apical\[1\] is layer 2, which was not recorded.*\[1, 3\].*v_apical\[0, 2\]"
+        KeyError, match=r"v_apical\[1\] is layer 2, which was not recorded.*\[0, 2\].*v_apical\[0, 2\]"
     ):
         res.v_apical[1]

@@ -58,13 +58,19 @@ def test_controlled_phase_trajectories_and_updates_agree(loss, ctrl):
         X, y, record=("v_soma", "v_basal", "v_apical", "r", "u", "u_int", "e")
     )
     np.testing.assert_allclose(b.r_star, r_star, rtol=0, atol=TOL)
+    assert type(b) is type(a)  # one result type (engines/result.py), same field names
+    for name in ("r_L_ff", "u_last", "e_last", "u_int_last"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=0, atol=TOL, err_msg=name)
+    for i in range(3):
+        np.testing.assert_allclose(b.r_last[i], a.r_last[i], rtol=0, atol=TOL)
+    assert b.n_nonconverged == a.n_nonconverged
     for name in ("v_soma", "v_basal", "v_apical", "r"):
         for i in range(3):
             np.testing.assert_allclose(
-                b.layer_vars[name][i], getattr(a, name)[i], rtol=0, atol=TOL, err_msg=name
+                getattr(b, name)[i], getattr(a, name)[i], rtol=0, atol=TOL, err_msg=name
             )
     for name in ("u", "u_int", "e"):
-        np.testing.assert_allclose(b.controller_vars[name], getattr(a, name), rtol=0, atol=TOL, err_msg=name)
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=0, atol=TOL, err_msg=name)
     for i in range(3):
         assert np.abs(a.dW_dfc[i]).max() > 1e-5
         np.testing.assert_allclose(b.dW_dfc[i], a.dW_dfc[i], rtol=0, atol=TOL)
@@ -82,8 +88,8 @@ def test_convergence_flags_agree(form):
     r_star = bt.output_target(bt.feedforward(X)[1][-1], y)
     a = bt.controlled_phase(X, r_star, record=True)
     b = BrianDFC(params, w).controlled_phase(X, y)
-    np.testing.assert_allclose(b.u_end, a.u_last, rtol=0, atol=TOL)
-    np.testing.assert_allclose(b.u_int_end, a.u_int[:, -1], rtol=0, atol=TOL)
+    np.testing.assert_allclose(b.u_last, a.u_last, rtol=0, atol=TOL)
+    np.testing.assert_allclose(b.u_int_last, a.u_int[:, -1], rtol=0, atol=TOL)
     np.testing.assert_allclose(b.convergence.rel_residual, a.extra["rel_residual"], rtol=1e-6, atol=1e-14)
     np.testing.assert_array_equal(b.converged, a.converged)
     assert a.converged.all()  # measured: rel. residual <= 1e-9 (tol 1e-5) in both forms
@@ -100,12 +106,12 @@ def test_slides_steady_state_is_alpha_u_int():
     assert np.all(np.linalg.norm(e - 0.05 * u_int, axis=1) < 1e-8 * scale)
     assert np.all(np.linalg.norm(e - 0.05 * u, axis=1) > 1e-3 * scale)  # measured: >= 9e-3 * scale
     ct = convergence_test(
-        a.r[2][:, -1], r_star, u, u_int, e, a.e[:, 0], a.r_ff, params.controller, params.convergence
+        a.r[2][:, -1], r_star, u, u_int, e, a.e[:, 0], a.r_L_ff, params.controller, params.convergence
     )
     assert ct.converged.all()
     code = dataclasses.replace(params.controller, form="code")
     assert not convergence_test(
-        a.r[2][:, -1], r_star, u, u_int, e, a.e[:, 0], a.r_ff, code, params.convergence
+        a.r[2][:, -1], r_star, u, u_int, e, a.e[:, 0], a.r_L_ff, code, params.convergence
     ).converged.any()
 
 

@@ -94,7 +94,7 @@ def test_fig1d_pretrains_Q_and_reaches_the_controller_steady_state():
     qb, qa = res["q_before"], res["q_after"]
     assert qa["condition_2"] > qb["condition_2"] + 0.1
     assert qa["angle_Q_JT"] < qb["angle_Q_JT"] - 5 and qa["lambda_max"] < 0
-    delta = np.abs(res["r_star"] - res["r_ff"])
+    delta = np.abs(res["r_star"] - res["r_L_ff"])
     assert np.all(delta > 1e-3)  # the target differs from the feedforward output
     # at the end of 2 tau_u the output sits at r* - alpha u to within 10 % of the initial error
     assert np.all(res["steady_residual"] < 0.1 * delta)

@@ -72,12 +72,12 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from dfc_brian.engines.convergence import convergence_test
 from dfc_brian.engines.errors import DivergenceError
+from dfc_brian.engines.result import PhaseResult
 from dfc_brian.model import mlp
 from dfc_brian.model.mlp import loss_and_grad, phi, phi_prime  # noqa: F401 - re-exported (brian2_engine, tests)
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
@@ -115,40 +115,6 @@ def _with_blas_threads(fn):  # noqa: ANN001, ANN202
             return fn(self, *args, **kw)
 
     return wrapper
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass
-class PhaseResult:
-    """Outcome of one simulated phase (controlled or sleep) or of the SSA solve.
-
-    Lists are indexed by layer 0..L-1. Updates are per-sample means over the minibatch, in the
-    direction of the plasticity rule (the optimiser gradient is their negative, see
-    :mod:`dfc_brian.engines.methods`).
-    """
-
-    r_star: np.ndarray  # (B, n_L) output target
-    r_ff: np.ndarray  # (B, n_L) feedforward output r_L^-
-    converged: np.ndarray  # (B,) bool
-    n_nonconverged: int
-    u_last: np.ndarray  # (B, n_L) u[T-1]
-    e_last: np.ndarray  # (B, n_L) e[T-1]
-    r_last: list[np.ndarray]  # rates at T-1
-    dW_dfc: list[np.ndarray] | None = None  # time-averaged nonlinear difference
-    db_dfc: list[np.ndarray] | None = None
-    dW_ss: list[np.ndarray] | None = None  # last step only
-    db_ss: list[np.ndarray] | None = None
-    dW_ssa: list[np.ndarray] | None = None  # analytic linearised steady state
-    db_ssa: list[np.ndarray] | None = None
-    dQ: list[np.ndarray] | None = None  # sleep: -(1/sigma~^2) <v_A[t] u[t+1]^T> - beta Q
-    v_soma: list[np.ndarray] | None = None  # (B, T, n_i) if record
-    v_basal: list[np.ndarray] | None = None
-    v_apical: list[np.ndarray] | None = None
-    r: list[np.ndarray] | None = None
-    u: np.ndarray | None = None  # (B, T, n_L) if record (SSA: (B, n_L) steady state)
-    u_int: np.ndarray | None = None
-    e: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- engine
@@ -603,10 +569,12 @@ class BatchedDFC:
 
         out = PhaseResult(
             r_star=r_star,
-            r_ff=r_ff,
+            r_L_ff=r_ff,
             converged=converged,
             n_nonconverged=n_nc,
             u_last=res["u"].copy(),
+            u_int_last=res["u_int"].copy(),
+            convergence=ct,
             e_last=res["e_last"],
             r_last=res["r"],
         )
@@ -749,7 +717,7 @@ class BatchedDFC:
         dQ = [-res["S_Q"][i] / (s2 * B * (T - 1)) - beta * self.weights.Q[i] for i in range(self.L)]
         out = PhaseResult(
             r_star=r_star,
-            r_ff=r_star,
+            r_L_ff=r_star,
             converged=np.ones(B, bool),
             n_nonconverged=0,
             u_last=res["u"].copy(),
@@ -810,7 +778,7 @@ class BatchedDFC:
         dW, db = [dW for dW, _ in ss.update], [db for _, db in ss.update]
         out = PhaseResult(
             r_star=r_star,
-            r_ff=r_ff[-1],
+            r_L_ff=r_ff[-1],
             converged=np.ones(B, bool),
             n_nonconverged=0,
             u_last=u,

@@ -215,7 +215,7 @@ def fig1d(
     -------
     dict
         ``t`` (T,) in units of :math:`\\tau_u`; ``r_L`` (S, T) output rate; ``r_star`` (S,)
-        output target; ``r_ff`` (S,) feedforward output :math:`r_L^-`; ``u`` (S, T) control
+        output target; ``r_L_ff`` (S,) feedforward output :math:`r_L^-`; ``u`` (S, T) control
         signal; ``e`` (S, T); ``steady_residual`` (S,) :math:`|r_L[T-1] - (r_L^* - \\alpha
         u[T-1])|`; ``converged`` (S,) the spec's criteria; ``q_before`` and ``q_after``
         (λ_max of the linearised network, condition 2, angles of Q to J^T and J^+ on the S
@@ -245,7 +245,7 @@ def fig1d(
     net = BrianDFC(params, method.weights.copy(), target=target, seed=seed)
     L = params.network.n_layers
     t0 = time.perf_counter()
-    res = net.controlled_phase(X3, y3, plasticity="none", record=("r", "u", "e"), layers=[L])
+    res = net.controlled_phase(X3, y3, plasticity="none", record=("r", "u", "e"), layers=[L - 1])
     wall = time.perf_counter() - t0
     r_L = res.r[L - 1][:, :, 0]
     u = res.u[:, :, 0]
@@ -255,7 +255,7 @@ def fig1d(
         "t": np.asarray(res.t),
         "r_L": r_L,
         "r_star": r_star,
-        "r_ff": res.r_L_ff[:, 0],
+        "r_L_ff": res.r_L_ff[:, 0],
         "u": u,
         "e": res.e[:, :, 0],
         "steady_residual": np.abs(r_L[:, -1] - (r_star - alpha * u[:, -1])),
