@@ -136,3 +136,30 @@ def test_spike_term_cancels_basal_prediction_without_feedback():
     spike_term = p.eta * out["output_counts"][0].mean() / p.rho_max * 0.5
     assert spike_term > 0.1
     assert abs(dW.mean()) < 0.08 * spike_term, (dW.mean(), spike_term)
+
+
+@pytest.mark.parametrize("n_pop", [1, 16])
+def test_population_mean_rate_and_filtered_noise_scale_as_one_over_n(n_pop):
+    """n_pop Poisson neurons per unit (shared compartments), clamped at v = b: the per-neuron count
+    equals rho f(b) T within Poisson error, and the tau_r-filtered mean spike train the controller
+    reads has mean f(b) and variance f(b) / (2 n_pop rho tau_r) (shot noise), within 15 %."""
+    n = 40
+    p = SpikingParams(
+        sizes=(1, n), dt=0.5, tau_v=0.5, tau_A=0.5, rho_max=200.0, tau_r=20.0, T_sample=1100.0,
+        t_settle=10.0, t_avg=10.0, t_plastic=100.0, eta=0.0, dt_plasticity=0.5, seed=11, n_pop=n_pop,
+    )  # fmt: skip
+    b1 = np.linspace(-1.0, 1.0, n)
+    w = Weights([np.zeros((n, 1))], [b1], [np.eye(n)])
+    net = SpikingDFC(p, w, record_control_dt=1.0)
+    out = net.run(np.zeros((1, 1)), np.zeros((1, n)), learn=False, control=False)
+    f = _logistic(b1)
+    counts = out["output_counts"][0]  # per neuron, in [t_plastic, T_sample) = 1 s
+    expected = p.rho_max * f * 1.0
+    z = (counts - expected) / np.sqrt(expected / n_pop)  # a unit's mean count has variance rho f T / N
+    assert stats.chi2.sf(float(np.sum(z**2)), df=n) > 1e-3
+    keep = out["ctrl_t_ms"] >= 100.0
+    r = out["ctrl_rec_r_L"][:, keep]
+    np.testing.assert_allclose(r.mean(1).mean(), f.mean(), rtol=0.03)
+    var_pred = f / (2 * n_pop * p.rho_max * p.tau_r * 1e-3)
+    ratio = float(np.mean(r.var(1)) / var_pred.mean())
+    assert abs(ratio - 1.0) < 0.15, ratio

@@ -76,9 +76,10 @@ INPUT_EQS = """
 fr = x_input(t - t_run0, i) : 1                 # normalised rate x of the current sample, in [0, 1]
 dpsp/dt = ((1 - spiking)*fr - psp)/tau_s : 1    # own spike train / rho, filtered (tau_s): PSP_pre
 rho : Hz (constant)                             # maximal rate rho_in
+n_spk : 1                                       # spikes of the unit's n_pop neurons in this step
 """
 INPUT_THRESHOLD = "rand() < spiking*rho*fr*dt"  # inhomogeneous Poisson (Bernoulli per step)
-INPUT_RESET = "psp += 1/(rho*tau_s)"
+INPUT_RESET = "psp += n_spk/(n_pop*rho*tau_s)"
 
 # ---------------------------------------------------------------------------------------------
 # Hidden and output layers: basal, apical, soma; Poisson spikes at rho f(v_soma)
@@ -101,14 +102,34 @@ plastic = learn_input(t - t_run0)*int(t_in >= t_plastic) : 1  # plasticity gate
 db/dt = eta*plastic*((1 - spiking)*fr - fr_basal) : 1  # bias: continuous part of the rule
 rho : Hz (constant)                             # maximal rate rho_max
 eta : Hz (constant)                             # learning rate 1/tau_W of this layer
+n_spk : 1                                       # spikes of the unit's n_pop neurons in this step
 """
 LAYER_THRESHOLD = "rand() < spiking*rho*fr*dt"  # inhomogeneous Poisson (Bernoulli per step)
 LAYER_RESET = """
-psp += 1/(rho*tau_s)
-r_filt += 1/(rho*tau_r)
-b += eta*plastic/rho
+psp += n_spk/(n_pop*rho*tau_s)
+r_filt += n_spk/(n_pop*rho*tau_r)
+b += eta*plastic*n_spk/(n_pop*rho)
 """
 LAYER_SAMPLE_START = "r_ff = 0"  # run_regularly every T_sample
+
+# ---------------------------------------------------------------------------------------------
+# Population coding (n_pop > 1): a unit is n_pop Poisson neurons that share its compartments
+# ---------------------------------------------------------------------------------------------
+# With n_pop = 1 a unit fires by the thresholds above and n_spk stays 1. With n_pop = N > 1, each
+# step draws the spikes of the unit's N neurons (N independent Bernoulli draws at rho f(v) dt, i.e.
+# Binomial(N, rho f dt)) into n_spk before the threshold; the unit emits an event if any neuron
+# fired, and every spike effect above is weighted by n_spk / N: the unit's output is the *mean*
+# spike train of its N neurons (normalised rate still f(v), variance divided by N).
+POP_THRESHOLD = "n_spk > 0"
+
+
+def population_draw(n_pop: int) -> str:
+    """``n_spk``: the sum of ``n_pop`` Bernoulli(rho f dt) draws (run every step before the threshold)."""
+    if n_pop < 1:
+        raise ValueError(f"n_pop must be >= 1, got {n_pop}")
+    draw = "int(rand() < spiking*rho*fr*dt)"  # one statement per neuron (Brian2: one rand() each)
+    return "\n".join([f"n_spk = {draw}"] + [f"n_spk += {draw}"] * (n_pop - 1))
+
 
 # ---------------------------------------------------------------------------------------------
 # Controller: analog PI, one unit per output neuron, reads the filtered output spike trains
@@ -131,8 +152,8 @@ CONTROLLER_SAMPLE_START = "u_int = 0"  # run_regularly every T_sample
 # Forward W_i (spikes): the presynaptic spike jumps the postsynaptic basal filter; the
 # postsynaptic spike applies the spike term of the rule.
 FORWARD_SPIKING = "w : 1  # forward weight W_i[post, pre]"
-FORWARD_ON_PRE = "I_basal_post += w/(rho_pre*tau_s)"
-FORWARD_ON_POST = "w += eta_post*plastic_post*psp_pre/rho_post  # spike term eta S_post PSP_pre / rho"
+FORWARD_ON_PRE = "I_basal_post += w*n_spk_pre/(n_pop*rho_pre*tau_s)"
+FORWARD_ON_POST = "w += eta_post*plastic_post*psp_pre*n_spk_post/(n_pop*rho_post)  # eta S_post PSP_pre / rho"
 # Forward W_i (rate limit): W f(v_pre), filtered by tau_s in the postsynaptic group.
 FORWARD_RATE = """
 w : 1                                           # forward weight W_i[post, pre]

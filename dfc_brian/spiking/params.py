@@ -55,6 +55,7 @@ class SpikingParams:
     eta_hidden_scale: float = 1.0  # eta of the hidden layers = eta * this (0: frozen hidden layers)
     dt_plasticity: float = 0.1  # ms, step of the continuous part of the weight rule
     seed: int = 0  # Brian2 seed (spikes)
+    n_pop: int = 1  # neurons per unit (population coding, input units included): shared compartments
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2:
@@ -77,6 +78,7 @@ class SpikingParams:
         check_nonnegative("spiking.eta_hidden_scale", self.eta_hidden_scale)
         check_positive("spiking.dt_plasticity", self.dt_plasticity)
         check_int("spiking.seed", self.seed, minimum=0)
+        object.__setattr__(self, "n_pop", check_int("spiking.n_pop", self.n_pop, minimum=1))
         for name in ("tau_v", "tau_A"):
             if self.dt > getattr(self, name):
                 raise ConfigError(f"spiking.dt = {self.dt} ms exceeds spiking.{name} (Euler unstable)")
@@ -150,6 +152,7 @@ def namespace(p: SpikingParams) -> dict[str, Any]:
         "t_plastic": p.t_plastic * ms,
         "dt_plast": p.dt_plasticity * ms,
         "spiking": 1.0 if p.mode == "spiking" else 0.0,
+        "n_pop": float(p.n_pop),
         "n_layers": L,
         "eta_out": p.eta * Hz,
         "eta_hid": p.eta * p.eta_hidden_scale * Hz,
