@@ -89,8 +89,9 @@ dv_soma/dt = (v_basal + v_apical - v_soma)/tau_v : 1  # soma: both dendrites, le
 v_basal = I_basal + b : 1                       # basal compartment: prediction of the somatic drive
 dI_basal/dt = (I_rate - I_basal)/tau_s : 1      # W PSP_pre: spikes jump it on_pre by w/(rho_pre tau_s)
 I_rate : 1                                      # rate mode only: W f(v_pre), summed (0 with spikes)
-dv_apical/dt = (I_apical - v_apical)/tau_A : 1  # apical compartment: low-pass of the feedback Q u
+dv_apical/dt = (I_apical + noise_A - v_apical)/tau_A : 1  # apical: low-pass of Q u (+ noise in sleep)
 I_apical : 1                                    # Q u, summed over the feedback synapses
+dnoise_A/dt = -noise_A/tau_bg : 1               # apical background input (sleep phase only, else 0)
 fr = F(v_soma) : 1                              # expected normalised rate f(v_soma)
 fr_basal = F(v_basal) : 1                       # basal prediction f(v_B) of the normalised rate
 dpsp/dt = ((1 - spiking)*fr - psp)/tau_s : 1    # own spike train / rho, filtered (tau_s): PSP_pre
@@ -161,6 +162,19 @@ I_rate_post = w*fr_pre : 1 (summed)             # W f(v_pre) (rate mode only)
 """
 # Continuous part of the rule, every dt_plast (in rate mode it carries the whole rule).
 FORWARD_CONTINUOUS = "w += eta_post*plastic_post*dt_plast*((1 - spiking)*fr_post - fr_basal_post)*psp_pre"
+
+# ---------------------------------------------------------------------------------------------
+# Sleep phase (feedback learning): noisy apical compartments, anti-Hebbian Q
+# ---------------------------------------------------------------------------------------------
+# Every hidden and output neuron receives balanced background Poisson input at its apical
+# synapse: excitatory and inhibitory trains at rho_bg each jump noise_A by +-J_bg and decay with
+# tau_bg, so noise_A has mean 0, std sigma = J_bg sqrt(rho_bg tau_bg) and correlation time
+# tau_bg (J_bg = SpikingParams.sleep_jump). The network sees its own input (spikes as usual),
+# forward plasticity is off (eta = 0), the controller's target is the feedforward output
+# (lambda = 0, r* = r^-) with the sleep gains k_p, alpha. Q learns by the rate model's
+# anti-Hebbian rule on the apical voltage, continuously in the layer's plasticity window:
+#     dQ_i/dt = eta_Q (-v^A_i u^T / sigma^2 - beta Q_i)      (every dt_plast ms)
+FEEDBACK_SLEEP = "Q += eta_Q*plastic_post*dt_plast*(-v_apical_post*u_pre/sigma2 - beta_Q*Q)"
 
 # Feedback Q_i: continuous coupling through a summed variable, as the gap-junction example.
 FEEDBACK = """

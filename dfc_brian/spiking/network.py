@@ -45,6 +45,10 @@ class SpikingDFC:
         Record W_i and b_i every this many samples (0: only the final weights).
     record_dt : float
         Sampling step (ms) of the compartment monitors.
+    sleep : bool
+        Build the sleep phase (feedback learning) instead: apical background noise, forward
+        plasticity off, controller target r* = r^- with the sleep gains, anti-Hebbian Q
+        (:data:`dfc_brian.spiking.equations.FEEDBACK_SLEEP`); ``record_weights_every`` records Q.
     record_control_dt : float
         If > 0, record the controller's r_L (filtered output), r_star, r_ff and the output layer's
         expected rate f(v_soma) of every unit at this step (ms): how far control closes the gap.
@@ -62,6 +66,7 @@ class SpikingDFC:
         record_dt: float = 0.5,
         build_dir: str = "/tmp/dfc_spiking_standalone",
         record_control_dt: float = 0.0,
+        sleep: bool = False,
     ) -> None:
         if not isinstance(params, SpikingParams):
             raise ConfigError(f"params must be a SpikingParams, got {type(params).__name__}")
@@ -74,6 +79,7 @@ class SpikingDFC:
         self.record_weights_every = int(record_weights_every)
         self.record_dt = float(record_dt)
         self.record_control_dt = float(record_control_dt)
+        self.sleep = bool(sleep)
         self._check_weights(weights)
         self.weights = weights.copy()
         self._t_run0 = 0.0
@@ -114,6 +120,8 @@ class SpikingDFC:
         b2.defaultclock.dt = p.dt * b2.ms
         b2.seed(p.seed)
         self.ns = namespace(p)
+        if self.sleep:  # controller without target step, with the sleep gains
+            self.ns.update(lam_eff=0.0, k_p=p.sleep_k_p, alpha=p.sleep_alpha)
         self.net = b2.Network()
         pop = p.n_pop > 1
         self.inp = b2.NeuronGroup(
@@ -139,9 +147,14 @@ class SpikingDFC:
             )
             g.rho = p.rho_max * b2.Hz
             last = i == p.n_layers - 1
-            g.eta = (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz
+            g.eta = 0.0 if self.sleep else (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz
             g.b = self.weights.b[i]
             self._population(g)
+            if self.sleep:  # balanced background Poisson input at the apical synapse
+                for sign in (1.0, -1.0):
+                    self.net.add(
+                        b2.PoissonInput(g, "noise_A", 1, p.sleep_rho_bg * b2.Hz, sign * p.sleep_jump)
+                    )
             g.run_regularly(
                 eq.LAYER_SAMPLE_START, dt=p.T_sample * b2.ms, when="start", name=f"layer{i + 1}_start"
             )
@@ -196,6 +209,8 @@ class SpikingDFC:
             ii, jj = _all_to_all(self.ctrl.N, post.N)
             fb.connect(i=ii, j=jj)
             fb.Q = np.asarray(self.weights.Q[i], float).T.ravel()
+            if self.sleep:
+                fb.run_regularly(eq.FEEDBACK_SLEEP, dt=p.dt_plasticity * b2.ms, name=f"Q{i + 1}_sleep")
             self.forward.append(syn)
             self.feedback.append(fb)
         self.net.add(*self.forward, *self.feedback)
@@ -245,6 +260,11 @@ class SpikingDFC:
                 b2.StateMonitor(g, "b", record=True, dt=every, name=f"bmon{k}")
                 for k, g in enumerate(self.layers)
             ]
+            if self.sleep:
+                self.w_mon += [
+                    b2.StateMonitor(s, "Q", record=True, dt=every, name=f"qmon{k}")
+                    for k, s in enumerate(self.feedback)
+                ]
             self.net.add(*self.w_mon)
 
     # ------------------------------------------------------------------ run
@@ -352,6 +372,9 @@ class SpikingDFC:
                 w = np.asarray(self.w_mon[i].w[:])  # (n_syn, n_ckpt)
                 out[f"ckpt_W{i}"] = w.T.reshape(-1, s[i], s[i + 1]).transpose(0, 2, 1)
                 out[f"ckpt_b{i}"] = np.asarray(self.w_mon[L + i].b[:]).T
+                if self.sleep:
+                    q = np.asarray(self.w_mon[2 * L + i].Q[:])  # (n_L n_i, n_ckpt)
+                    out[f"ckpt_Q{i}"] = q.T.reshape(-1, s[-1], s[i + 1]).transpose(0, 2, 1)
         self.weights = self.get_weights()
         return out
 

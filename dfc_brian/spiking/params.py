@@ -56,6 +56,14 @@ class SpikingParams:
     dt_plasticity: float = 0.1  # ms, step of the continuous part of the weight rule
     seed: int = 0  # Brian2 seed (spikes)
     n_pop: int = 1  # neurons per unit (population coding, input units included): shared compartments
+    # sleep phase (feedback learning, SpikingDFC(sleep=True)); see equations.SLEEP_*
+    sleep_sigma: float = 0.5  # std of the apical background noise (filtered Poisson input)
+    sleep_tau_noise: float = 20.0  # ms, apical synaptic filter of the background input (noise correlation)
+    sleep_rho_bg: float = 2000.0  # Hz, rate of the excitatory and of the inhibitory background input
+    sleep_k_p: float = 1.0  # proportional gain of the controller during sleep
+    sleep_alpha: float = 1.0  # leak of the controller during sleep
+    sleep_eta_Q: float = 1.0  # 1/s, learning rate of Q
+    sleep_beta: float = 0.0  # weight decay of Q
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2:
@@ -76,6 +84,10 @@ class SpikingParams:
         for name in ("k_p", "alpha", "target_stepsize", "t_settle", "t_avg", "t_plastic", "eta"):
             check_nonnegative(f"spiking.{name}", getattr(self, name))
         check_nonnegative("spiking.eta_hidden_scale", self.eta_hidden_scale)
+        for name in ("sleep_sigma", "sleep_tau_noise", "sleep_rho_bg"):
+            check_positive(f"spiking.{name}", getattr(self, name))
+        for name in ("sleep_k_p", "sleep_alpha", "sleep_eta_Q", "sleep_beta"):
+            check_nonnegative(f"spiking.{name}", getattr(self, name))
         check_positive("spiking.dt_plasticity", self.dt_plasticity)
         check_int("spiking.seed", self.seed, minimum=0)
         object.__setattr__(self, "n_pop", check_int("spiking.n_pop", self.n_pop, minimum=1))
@@ -98,6 +110,12 @@ class SpikingParams:
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
+
+    @property
+    def sleep_jump(self) -> float:
+        """Jump of the apical noise per background spike, J_bg = sigma / sqrt(rho_bg tau_bg): balanced
+        trains at rho_bg each, filtered with tau_bg, give noise of std sigma."""
+        return self.sleep_sigma / (self.sleep_rho_bg * self.sleep_tau_noise * 1e-3) ** 0.5
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> SpikingParams:
@@ -153,6 +171,10 @@ def namespace(p: SpikingParams) -> dict[str, Any]:
         "dt_plast": p.dt_plasticity * ms,
         "spiking": 1.0 if p.mode == "spiking" else 0.0,
         "n_pop": float(p.n_pop),
+        "tau_bg": p.sleep_tau_noise * ms,
+        "eta_Q": p.sleep_eta_Q * Hz,
+        "beta_Q": p.sleep_beta,
+        "sigma2": p.sleep_sigma**2,
         "n_layers": L,
         "eta_out": p.eta * Hz,
         "eta_hid": p.eta * p.eta_hidden_scale * Hz,
