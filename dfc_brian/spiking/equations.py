@@ -167,13 +167,15 @@ FORWARD_CONTINUOUS = "w += eta_post*plastic_post*dt_plast*((1 - spiking)*fr_post
 # Sleep phase (feedback learning): noisy apical compartments, anti-Hebbian Q
 # ---------------------------------------------------------------------------------------------
 # Every hidden and output neuron receives balanced background Poisson input at its apical
-# synapse: excitatory and inhibitory trains at rho_bg each jump noise_A by +-J_bg and decay with
+# synapse: excitatory and inhibitory trains at rho_bg each (N_BACKGROUND neurons per polarity,
+# Brian2's PoissonInput: a binomial count per step) jump noise_A by +-J_bg and decay with
 # tau_bg, so noise_A has mean 0, std sigma = J_bg sqrt(rho_bg tau_bg) and correlation time
 # tau_bg (J_bg = SpikingParams.sleep_jump). The network sees its own input (spikes as usual),
 # forward plasticity is off (eta = 0), the controller's target is the feedforward output
 # (lambda = 0, r* = r^-) with the sleep gains k_p, alpha. Q learns by the rate model's
 # anti-Hebbian rule on the apical voltage, continuously in the layer's plasticity window:
 #     dQ_i/dt = eta_Q (-v^A_i u^T / sigma^2 - beta Q_i)      (every dt_plast ms)
+N_BACKGROUND = 100  # background neurons per polarity and neuron, each at rho_bg / N_BACKGROUND
 FEEDBACK_SLEEP = "Q += eta_Q*plastic_post*dt_plast*(-v_apical_post*u_pre/sigma2 - beta_Q*Q)"
 
 # Feedback Q_i: continuous coupling through a summed variable, as the gap-junction example.

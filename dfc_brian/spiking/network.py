@@ -151,10 +151,9 @@ class SpikingDFC:
             g.b = self.weights.b[i]
             self._population(g)
             if self.sleep:  # balanced background Poisson input at the apical synapse
+                rate = p.sleep_rho_bg / eq.N_BACKGROUND * b2.Hz  # per background neuron
                 for sign in (1.0, -1.0):
-                    self.net.add(
-                        b2.PoissonInput(g, "noise_A", 1, p.sleep_rho_bg * b2.Hz, sign * p.sleep_jump)
-                    )
+                    self.net.add(b2.PoissonInput(g, "noise_A", eq.N_BACKGROUND, rate, sign * p.sleep_jump))
             g.run_regularly(
                 eq.LAYER_SAMPLE_START, dt=p.T_sample * b2.ms, when="start", name=f"layer{i + 1}_start"
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfc_brian.model.params import ConfigError, check_int, check_nonnegative, check_positive
+from dfc_brian.spiking.equations import N_BACKGROUND
 
 RATE_FUNCTIONS = ("logistic", "relu")
 MODES = ("spiking", "rate")
@@ -59,7 +60,7 @@ class SpikingParams:
     # sleep phase (feedback learning, SpikingDFC(sleep=True)); see equations.SLEEP_*
     sleep_sigma: float = 0.5  # std of the apical background noise (filtered Poisson input)
     sleep_tau_noise: float = 20.0  # ms, apical synaptic filter of the background input (noise correlation)
-    sleep_rho_bg: float = 2000.0  # Hz, rate of the excitatory and of the inhibitory background input
+    sleep_rho_bg: float = 2000.0  # Hz, total rate of the excitatory (and of the inhibitory) background input
     sleep_k_p: float = 1.0  # proportional gain of the controller during sleep
     sleep_alpha: float = 1.0  # leak of the controller during sleep
     sleep_eta_Q: float = 1.0  # 1/s, learning rate of Q
@@ -98,6 +99,11 @@ class SpikingParams:
             raise ConfigError(
                 "spiking.rho_max (or rho_in) * dt > 0.2: at most one spike per step, the Bernoulli "
                 "approximation of the Poisson process is poor; lower dt"
+            )
+        if self.sleep_rho_bg / N_BACKGROUND * self.dt * 1e-3 > 0.2:
+            raise ConfigError(
+                "spiking.sleep_rho_bg / N_BACKGROUND * dt > 0.2: the background input is not Poisson; "
+                "lower dt"
             )
         if not self.t_avg <= self.t_settle <= self.T_sample:
             raise ConfigError("spiking: need t_avg <= t_settle <= T_sample")
