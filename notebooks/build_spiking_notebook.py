@@ -101,6 +101,72 @@ CELLS = [
         "fig = plot_tradeoff(to)\n"
         "fig.savefig(OUT / 'tradeoff.png')\nfig",
     ),
+    (
+        "md",
+        "## MNIST 784-256-10, online: spiking vs rate vs hidden layer frozen\n\n"
+        "1000 online samples of 150 ms; the rate network runs the identical protocol (same samples, "
+        "initial weights, windows and $\\eta$) with spikes replaced by expected rates. Committed results "
+        "only (`figures/spiking/mnist*.json`; about 10 minutes each on cpp_standalone).",
+    ),
+    (
+        "code",
+        "import json\n\n"
+        "from dfc_brian.spiking.plotting import plot_mnist\n\n"
+        "mn = json.loads((RESULTS / 'mnist.json').read_text())\n"
+        "rate_path = RESULTS / 'mnist_rate.json'\n"
+        "if rate_path.exists():\n"
+        "    rt = json.loads(rate_path.read_text())\n"
+        "    mn.update({f'rate_{k}': rt[k] for k in ('samples', 'test_accuracy', 'final_test_accuracy')})\n"
+        "for tag in ('full', 'frozen_hidden', 'rate'):\n"
+        "    if f'{tag}_final_test_accuracy' in mn:\n"
+        "        print(tag, 'final test accuracy:', mn[f'{tag}_final_test_accuracy'])\n"
+        "fig = plot_mnist(mn)\n"
+        "fig.savefig(OUT / 'mnist.png')\nfig",
+    ),
+    (
+        "md",
+        "## Population coding: the noise lever\n\n"
+        "Each unit is $N$ Poisson neurons sharing its compartments; its output is their mean spike train. "
+        "Left: final test loss of the student-teacher task (3 seeds) against $N$, beside the rate limit. "
+        "Right: RMS of $r^* - \\hat r_L$ under control against $N$, with the shot noise of the "
+        "$\\tau_r$-filtered train $\\sqrt{f/(2N\\rho\\tau_r)}$. Committed results "
+        "(`figures/spiking/population.*`); `DFC_QUICK=0` recomputes them.",
+    ),
+    (
+        "code",
+        "from dfc_brian.spiking.experiments import population\n"
+        "from dfc_brian.spiking.plotting import plot_population\n\n"
+        "if QUICK:\n"
+        "    po = dict(np.load(RESULTS / 'population.npz'))\n"
+        "else:\n"
+        "    po = population()\n"
+        "    save(po, OUT / 'population')\n"
+        "for n in po['n_pop']:\n"
+        "    print(f'N = {n}: test loss', np.round(po[f'pop{n}_final_test_loss'], 4), 'gap closed',\n"
+        "          np.round(po[f'pop{n}_gap_closed'], 3))\n"
+        "fig = plot_population(po)\n"
+        "fig.savefig(OUT / 'population.png')\nfig",
+    ),
+    (
+        "md",
+        "## Sleep phase with spikes: learning Q\n\n"
+        "Q starts random; the apical compartments receive balanced background Poisson input, the "
+        "controller's target is the network's own output and Q follows the anti-Hebbian rule "
+        "$\\dot Q_i = \\eta_Q(-v^A_i u^T/\\sigma^2 - \\beta Q_i)$. Angle between Q and $J^T$ against sleep "
+        "samples, spiking and rate limit (`figures/spiking/sleep.*`).",
+    ),
+    (
+        "code",
+        "from dfc_brian.spiking.experiments import sleep\n"
+        "from dfc_brian.spiking.plotting import plot_sleep\n\n"
+        "if QUICK:\n"
+        "    sl = dict(np.load(RESULTS / 'sleep.npz'))\n"
+        "else:\n"
+        "    sl = sleep(**json.loads((RESULTS / 'sleep.json').read_text())['call'])\n"
+        "    save(sl, OUT / 'sleep')\n"
+        "fig = plot_sleep(sl)\n"
+        "fig.savefig(OUT / 'sleep.png')\nfig",
+    ),
 ]
 
 

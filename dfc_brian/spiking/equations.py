@@ -76,9 +76,10 @@ INPUT_EQS = """
 fr = x_input(t - t_run0, i) : 1                 # normalised rate x of the current sample, in [0, 1]
 dpsp/dt = ((1 - spiking)*fr - psp)/tau_s : 1    # own spike train / rho, filtered (tau_s): PSP_pre
 rho : Hz (constant)                             # maximal rate rho_in
+n_spk : 1                                       # spikes of the unit's n_pop neurons in this step
 """
 INPUT_THRESHOLD = "rand() < spiking*rho*fr*dt"  # inhomogeneous Poisson (Bernoulli per step)
-INPUT_RESET = "psp += 1/(rho*tau_s)"
+INPUT_RESET = "psp += n_spk/(n_pop*rho*tau_s)"
 
 # ---------------------------------------------------------------------------------------------
 # Hidden and output layers: basal, apical, soma; Poisson spikes at rho f(v_soma)
@@ -88,8 +89,9 @@ dv_soma/dt = (v_basal + v_apical - v_soma)/tau_v : 1  # soma: both dendrites, le
 v_basal = I_basal + b : 1                       # basal compartment: prediction of the somatic drive
 dI_basal/dt = (I_rate - I_basal)/tau_s : 1      # W PSP_pre: spikes jump it on_pre by w/(rho_pre tau_s)
 I_rate : 1                                      # rate mode only: W f(v_pre), summed (0 with spikes)
-dv_apical/dt = (I_apical - v_apical)/tau_A : 1  # apical compartment: low-pass of the feedback Q u
+dv_apical/dt = (I_apical + noise_A - v_apical)/tau_A : 1  # apical: low-pass of Q u (+ noise in sleep)
 I_apical : 1                                    # Q u, summed over the feedback synapses
+dnoise_A/dt = -noise_A/tau_bg : 1               # apical background input (sleep phase only, else 0)
 fr = F(v_soma) : 1                              # expected normalised rate f(v_soma)
 fr_basal = F(v_basal) : 1                       # basal prediction f(v_B) of the normalised rate
 dpsp/dt = ((1 - spiking)*fr - psp)/tau_s : 1    # own spike train / rho, filtered (tau_s): PSP_pre
@@ -101,14 +103,34 @@ plastic = learn_input(t - t_run0)*int(t_in >= t_plastic) : 1  # plasticity gate
 db/dt = eta*plastic*((1 - spiking)*fr - fr_basal) : 1  # bias: continuous part of the rule
 rho : Hz (constant)                             # maximal rate rho_max
 eta : Hz (constant)                             # learning rate 1/tau_W of this layer
+n_spk : 1                                       # spikes of the unit's n_pop neurons in this step
 """
 LAYER_THRESHOLD = "rand() < spiking*rho*fr*dt"  # inhomogeneous Poisson (Bernoulli per step)
 LAYER_RESET = """
-psp += 1/(rho*tau_s)
-r_filt += 1/(rho*tau_r)
-b += eta*plastic/rho
+psp += n_spk/(n_pop*rho*tau_s)
+r_filt += n_spk/(n_pop*rho*tau_r)
+b += eta*plastic*n_spk/(n_pop*rho)
 """
 LAYER_SAMPLE_START = "r_ff = 0"  # run_regularly every T_sample
+
+# ---------------------------------------------------------------------------------------------
+# Population coding (n_pop > 1): a unit is n_pop Poisson neurons that share its compartments
+# ---------------------------------------------------------------------------------------------
+# With n_pop = 1 a unit fires by the thresholds above and n_spk stays 1. With n_pop = N > 1, each
+# step draws the spikes of the unit's N neurons (N independent Bernoulli draws at rho f(v) dt, i.e.
+# Binomial(N, rho f dt)) into n_spk before the threshold; the unit emits an event if any neuron
+# fired, and every spike effect above is weighted by n_spk / N: the unit's output is the *mean*
+# spike train of its N neurons (normalised rate still f(v), variance divided by N).
+POP_THRESHOLD = "n_spk > 0"
+
+
+def population_draw(n_pop: int) -> str:
+    """``n_spk``: the sum of ``n_pop`` Bernoulli(rho f dt) draws (run every step before the threshold)."""
+    if n_pop < 1:
+        raise ValueError(f"n_pop must be >= 1, got {n_pop}")
+    draw = "int(rand() < spiking*rho*fr*dt)"  # one statement per neuron (Brian2: one rand() each)
+    return "\n".join([f"n_spk = {draw}"] + [f"n_spk += {draw}"] * (n_pop - 1))
+
 
 # ---------------------------------------------------------------------------------------------
 # Controller: analog PI, one unit per output neuron, reads the filtered output spike trains
@@ -131,8 +153,8 @@ CONTROLLER_SAMPLE_START = "u_int = 0"  # run_regularly every T_sample
 # Forward W_i (spikes): the presynaptic spike jumps the postsynaptic basal filter; the
 # postsynaptic spike applies the spike term of the rule.
 FORWARD_SPIKING = "w : 1  # forward weight W_i[post, pre]"
-FORWARD_ON_PRE = "I_basal_post += w/(rho_pre*tau_s)"
-FORWARD_ON_POST = "w += eta_post*plastic_post*psp_pre/rho_post  # spike term eta S_post PSP_pre / rho"
+FORWARD_ON_PRE = "I_basal_post += w*n_spk_pre/(n_pop*rho_pre*tau_s)"
+FORWARD_ON_POST = "w += eta_post*plastic_post*psp_pre*n_spk_post/(n_pop*rho_post)  # eta S_post PSP_pre / rho"
 # Forward W_i (rate limit): W f(v_pre), filtered by tau_s in the postsynaptic group.
 FORWARD_RATE = """
 w : 1                                           # forward weight W_i[post, pre]
@@ -140,6 +162,21 @@ I_rate_post = w*fr_pre : 1 (summed)             # W f(v_pre) (rate mode only)
 """
 # Continuous part of the rule, every dt_plast (in rate mode it carries the whole rule).
 FORWARD_CONTINUOUS = "w += eta_post*plastic_post*dt_plast*((1 - spiking)*fr_post - fr_basal_post)*psp_pre"
+
+# ---------------------------------------------------------------------------------------------
+# Sleep phase (feedback learning): noisy apical compartments, anti-Hebbian Q
+# ---------------------------------------------------------------------------------------------
+# Every hidden and output neuron receives balanced background Poisson input at its apical
+# synapse: excitatory and inhibitory trains at rho_bg each (N_BACKGROUND neurons per polarity,
+# Brian2's PoissonInput: a binomial count per step) jump noise_A by +-J_bg and decay with
+# tau_bg, so noise_A has mean 0, std sigma = J_bg sqrt(rho_bg tau_bg) and correlation time
+# tau_bg (J_bg = SpikingParams.sleep_jump). The network sees its own input (spikes as usual),
+# forward plasticity is off (eta = 0), the controller's target is the feedforward output
+# (lambda = 0, r* = r^-) with the sleep gains k_p, alpha. Q learns by the rate model's
+# anti-Hebbian rule on the apical voltage, continuously in the layer's plasticity window:
+#     dQ_i/dt = eta_Q (-v^A_i u^T / sigma^2 - beta Q_i)      (every dt_plast ms)
+N_BACKGROUND = 100  # background neurons per polarity and neuron, each at rho_bg / N_BACKGROUND
+FEEDBACK_SLEEP = "Q += eta_Q*plastic_post*dt_plast*(-v_apical_post*u_pre/sigma2 - beta_Q*Q)"
 
 # Feedback Q_i: continuous coupling through a summed variable, as the gap-junction example.
 FEEDBACK = """

@@ -98,14 +98,19 @@ def online_run(
     target: str = "cpp_standalone",
     n_readout: int = 0,
     build_dir: str = "/tmp/dfc_spiking_standalone",
+    record_control_dt: float = 0.0,
 ) -> dict[str, Any]:
     """Train online on (Xtr, Ytr), then present ``n_readout`` test samples with learning and
-    control off (spiking readout); test loss of the expected output at every ``every`` samples."""
+    control off (spiking readout); test loss of the expected output at every ``every`` samples.
+    With ``record_control_dt`` > 0 also the control metrics of :func:`control_metrics`."""
     n_tr = Xtr.shape[0]
     X = np.concatenate([Xtr, Xte[:n_readout]])
     Y = np.concatenate([Ytr, Yte[:n_readout]])
     flags = np.r_[np.ones(n_tr), np.zeros(n_readout)]
-    net = SpikingDFC(p, w0, target=target, record_weights_every=every, build_dir=build_dir)
+    net = SpikingDFC(
+        p, w0, target=target, record_weights_every=every, build_dir=build_dir,
+        record_control_dt=record_control_dt,
+    )  # fmt: skip
     t0 = time.perf_counter()
     out = net.run(X, Y, learn=flags, control=flags)
     wall = time.perf_counter() - t0
@@ -129,12 +134,125 @@ def online_run(
         "weights": w1,
         "ckpt": {k: v for k, v in out.items() if k.startswith("ckpt_")},
     }
+    if record_control_dt > 0:
+        res.update(control_metrics(out, p, n_tr))
+        res["traces"] = {k: v for k, v in out.items() if k.startswith("ctrl_")}
     if n_readout:
         window = (p.T_sample - p.t_plastic) * 1e-3
         r_spk = out["output_counts"][n_tr:] / (p.rho_max * window)
         res["readout_loss"] = mse(r_spk, Yte[:n_readout])
         res["readout_rate"] = r_spk
     return res
+
+
+def control_metrics(out: Mapping[str, Any], p: SpikingParams, n_samples: int) -> dict[str, float]:
+    r"""How far the controller brings the output to its target in the plastic window of each sample.
+
+    Over the first ``n_samples`` samples and their plastic window ``[t_plastic, T_sample)``, with
+    :math:`\hat r_L` the filtered output spike train the controller reads, :math:`f(v_L)` the
+    output's expected rate, :math:`r^*` the target and :math:`r^-` the feedforward output:
+
+    - ``gap_closed``: the fraction of the nudge :math:`g_k = r^*_k - r^-_k` the output makes on
+      average, :math:`\sum_k \langle \langle \hat r_L\rangle_k - r^-_k, g_k\rangle /
+      \sum_k \lVert g_k\rVert^2`
+      (window means :math:`\langle\cdot\rangle_k`; 1: the target is reached; zero-mean spike noise
+      averages out over samples);
+    - ``gap_closed_rate``: the same with :math:`f(v_L)` in place of :math:`\hat r_L`;
+    - ``gap_residual``: :math:`\sum_k \lVert r^*_k - \langle \hat r_L\rangle_k\rVert /
+      \sum_k \lVert g_k\rVert`, the norm of the window-mean error (spike noise included) over the
+      norm of the nudge;
+    - ``residual_rms``: RMS over time and units of :math:`r^* - \hat r_L` (spike noise included);
+    - ``residual_rms_rate``: RMS of :math:`r^* - f(v_L)`;
+    - ``filter_noise_pred``: the std of a Poisson train of normalised rate :math:`f` seen through the
+      :math:`\tau_r` filter, :math:`\sqrt{\langle f\rangle / (2 N \rho \tau_r)}` (N = n_pop; 0 in rate mode).
+    """
+    t = np.asarray(out["ctrl_t_ms"])
+    k = np.floor((t + 0.5 * p.dt) / p.T_sample).astype(int)
+    tin = t - k * p.T_sample
+    sel = (k < n_samples) & (tin >= p.t_plastic)
+    kk = k[sel]
+    r_L, r_star = out["ctrl_rec_r_L"][:, sel], out["ctrl_rec_r_star"][:, sel]
+    r_ff, fr = out["ctrl_rec_r_ff"][:, sel], out["ctrl_rec_fr"][:, sel]
+    cnt = np.bincount(kk, minlength=n_samples).astype(float)
+    if np.any(cnt == 0):
+        raise ConfigError("record_control_dt is too coarse: a sample has no point in its plastic window")
+
+    def per_sample(a: np.ndarray) -> np.ndarray:  # (n_L, n_points) -> (n_samples, n_L) window means
+        return np.stack([np.bincount(kk, weights=row, minlength=n_samples) / cnt for row in a], axis=1)
+
+    g = per_sample(r_star - r_ff)
+    g2 = np.sum(g**2)
+    spiking = p.mode == "spiking"
+    return {
+        "gap_closed": float(np.sum(per_sample(r_L - r_ff) * g) / g2),
+        "gap_closed_rate": float(np.sum(per_sample(fr - r_ff) * g) / g2),
+        "gap_residual": float(
+            np.linalg.norm(per_sample(r_star - r_L), axis=1).sum() / np.sqrt(np.sum(g**2, 1)).sum()
+        ),
+        "residual_rms": float(np.sqrt(np.mean((r_star - r_L) ** 2))),
+        "residual_rms_rate": float(np.sqrt(np.mean((r_star - fr) ** 2))),
+        "gap_rms": float(np.sqrt(np.mean((r_star - r_ff) ** 2))),
+        "filter_noise_pred": float(
+            np.sqrt(np.mean(fr) / (2 * p.n_pop * p.rho_max * p.tau_r * 1e-3)) if spiking else 0.0
+        ),
+    }
+
+
+def population(
+    n_pops: tuple[int, ...] = (1, 4, 16),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    config: str = "toy_student_teacher",
+    n_train: int | None = None,
+    every: int = 25,
+    rate_seeds: tuple[int, ...] = (0, 1, 2),
+    record_control_dt: float = 1.0,
+    trace_dir: str | None = None,
+) -> dict[str, Any]:
+    """Population coding on the student-teacher task: n_pop spiking neurons per unit (shared
+    compartments), same seeds, data and initial weights as :func:`student_teacher`; test loss
+    and the control metrics (:func:`control_metrics`) per n_pop and seed, and the rate limit
+    (on ``rate_seeds``). ``trace_dir``: also write each run's control traces there (npz)."""
+    p0, cfg = load(config)
+    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    n_train = int(n_train or tr.get("n_train", 300))
+    n_test = int(tr.get("n_test", 200))
+    runs = ([(1, "rate")] if rate_seeds else []) + [(n, "spiking") for n in n_pops]
+    keys = ("final_test_loss", "gap_closed", "gap_closed_rate", "gap_residual", "residual_rms",
+            "residual_rms_rate", "gap_rms", "filter_noise_pred", "wall_s")  # fmt: skip
+    out: dict[str, Any] = {"n_pop": np.array(n_pops), "seeds": np.array(seeds), "n_train": n_train}
+    for n, mode in runs:
+        tag = f"pop{n}" if mode == "spiking" else "rate"
+        rows: dict[str, list[float]] = {k: [] for k in keys}
+        curves = []
+        for s in seeds if mode == "spiking" else rate_seeds:
+            Xtr, Ytr, Xte, Yte = positive_student_teacher(
+                p0.sizes, int(da.get("teacher_seed", 1000)) + s, n_train, n_test,
+                float(da.get("teacher_gain", 3.0)),
+            )  # fmt: skip
+            w0 = init_student(p0.sizes, s, float(tr.get("init_gain", 2.0)))
+            p = p0.replace(mode=mode, seed=s, n_pop=n)
+            r = online_run(
+                p, w0, Xtr, Ytr, Xte, Yte, every, build_dir=f"/tmp/dfc_spk_pop_{tag}",
+                record_control_dt=record_control_dt,
+            )  # fmt: skip
+            if trace_dir:
+                Path(trace_dir).mkdir(parents=True, exist_ok=True)
+                np.savez_compressed(Path(trace_dir) / f"{tag}_{s}.npz", **r["traces"])
+            for k in keys:
+                rows[k].append(float(r[k]))
+            curves.append(r["test_loss"])
+            out["samples"] = r["samples"]
+            print(
+                f"{tag} seed {s}: test loss {r['final_test_loss']:.4f}, gap closed {r['gap_closed']:.3f} "
+                f"(rate {r['gap_closed_rate']:.3f}), residual rms {r['residual_rms']:.4f} "
+                f"(pred. filter noise {r['filter_noise_pred']:.4f}), {r['wall_s']:.1f} s",
+                flush=True,
+            )
+        for k in keys:
+            out[f"{tag}_{k}"] = np.array(rows[k])
+        out[f"{tag}_test_loss"] = np.array(curves)
+    out["params"] = p0.to_dict()
+    return out
 
 
 def student_teacher(
@@ -224,15 +342,24 @@ def mnist(
     seed: int = 0,
     root: str | None = None,
     build_dir: str = "/tmp/dfc_spk_mnist",
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Online MNIST on cpp_standalone: test accuracy (10 000 images, expected output of the
     learned weights) at checkpoints, the untrained accuracy, and optionally a spiking readout
-    (output spike counts) on the first ``n_readout`` test images."""
+    (output spike counts) on the first ``n_readout`` test images.
+
+    ``mode='rate'`` is the rate baseline on the identical protocol: the same samples in the same
+    order, the same initial weights, time per sample, windows and eta, with every spike train
+    replaced by its expected rate (no spiking readout then)."""
     p, cfg = load(config)
     tr = cfg.get("training", {})
     n_train = int(n_train or tr.get("n_train", 2000))
     every = int(every or max(n_train // 10, 1))
     p = p.replace(seed=seed, eta_hidden_scale=0.0 if freeze_hidden else p.eta_hidden_scale)
+    if mode is not None:
+        p = p.replace(mode=mode)
+    if p.mode == "rate":
+        n_readout = 0  # no spikes to count
     xtr, ltr, xte, lte = load_mnist(root)
     rng = np.random.default_rng(seed)
     idx = rng.permutation(xtr.shape[0])[:n_train]
@@ -319,3 +446,98 @@ def tradeoff(
                 print(f"rho {rho:.0f} Hz, T {T:.0f} ms, seed {s}: {r['final_test_loss']:.4f}", flush=True)
     return {"rho_max": np.array(rhos), "T_sample": np.array(T_samples), "seeds": np.array(seeds),
             "test_loss": loss, "wall_s": wall, "n_train": np.array(n_train)}  # fmt: skip
+
+
+def jacobian_T(W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray) -> np.ndarray:
+    """:math:`J^T` per sample (B, sum n_i, n_L), :math:`J = \\partial r_L / \\partial v` stacked over
+    layers 1..L, at the feedforward state of X (logistic f): :math:`J_L = D_L`,
+    :math:`J_i = J_{i+1} W_{i+1} D_i`, :math:`D_i = \\mathrm{diag}(f'(v_i))`."""
+    r, dphi = X, []
+    for w, bi in zip(W, b):
+        f = logistic(r @ w.T + bi)
+        dphi.append(f * (1.0 - f))
+        r = f
+    L = len(W)
+    J = [np.zeros(0)] * L
+    J[-1] = np.stack([np.diag(d) for d in dphi[-1]])  # (B, n_L, n_L)
+    for i in range(L - 2, -1, -1):
+        J[i] = (J[i + 1] @ W[i + 1]) * dphi[i][:, None, :]
+    return np.concatenate(J, axis=2).transpose(0, 2, 1)
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (degrees) between two arrays, flattened (:func:`dfc_brian.analysis.theory.angle`)."""
+    from dfc_brian.analysis.theory import angle
+
+    return angle(a, b)
+
+
+def random_Q(sizes: tuple[int, ...], seed: int) -> list[np.ndarray]:
+    """Random feedback weights Q_i ~ N(0, 1/n_L), every layer (output layer included)."""
+    rng = np.random.default_rng(10_000 + seed)
+    return [rng.normal(0.0, 1.0 / np.sqrt(sizes[-1]), (n, sizes[-1])) for n in sizes[1:]]
+
+
+def sleep(
+    config: str = "toy_student_teacher",
+    seed: int = 0,
+    n_samples: int = 200,
+    every: int = 10,
+    modes: tuple[str, ...] = ("spiking", "rate"),
+    n_angle: int = 100,
+    target: str = "cpp_standalone",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Spiking sleep phase: Q learned from a random start by the anti-Hebbian rule on noisy apical
+    compartments (background Poisson input), the student's forward weights fixed at their
+    initial values, ``n_samples`` inputs of the task presented in turn. Angle between the stacked
+    Q and :math:`J^T` (mean over ``n_angle`` test inputs) at every ``every`` samples, per mode
+    (``rate``: the neurons' spikes replaced by their expected rates, the same background noise),
+    and the angle between each mode's Q and the rate mode's final Q."""
+    p0, cfg = load(config)
+    if overrides:
+        p0 = p0.replace(**overrides)
+    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    Xtr, _, Xte, _ = positive_student_teacher(
+        p0.sizes,
+        int(da.get("teacher_seed", 1000)) + seed,
+        n_samples,
+        n_angle,
+        float(da.get("teacher_gain", 3.0)),
+    )
+    w = init_student(p0.sizes, seed, float(tr.get("init_gain", 2.0)))
+    w0 = Weights(w.W, w.b, random_Q(p0.sizes, seed))
+    JT = jacobian_T(w0.W, w0.b, Xte)
+    out: dict[str, Any] = {"n_samples": n_samples, "seed": seed, "params": p0.to_dict()}
+    finals = {}
+    for mode in modes:
+        p = p0.replace(mode=mode, seed=seed)
+        net = SpikingDFC(
+            p,
+            w0,
+            target=target,
+            record_weights_every=every,
+            sleep=True,
+            build_dir=f"/tmp/dfc_spk_sleep_{mode}",
+        )
+        res = net.run(Xtr, np.zeros((n_samples, p.sizes[-1])), learn=True, control=True)
+        Qs = [
+            np.vstack([res[f"ckpt_Q{i}"][k] for i in range(p.n_layers)])
+            for k in range(res["ckpt_Q0"].shape[0])
+        ]
+        Qs.append(np.vstack(net.get_weights().Q))
+        samples = np.r_[np.round(res["ckpt_t_ms"] / p.T_sample).astype(int), n_samples]
+        ang = np.array([np.mean([angle_deg(Q, JT[k]) for k in range(JT.shape[0])]) for Q in Qs])
+        out["samples"] = samples
+        out[f"{mode}_angle_JT"] = ang
+        out[f"{mode}_Q_norm"] = np.array([np.linalg.norm(Q) for Q in Qs])
+        out[f"{mode}_wall_s"] = res["wall_s"]
+        out[f"{mode}_Q"] = Qs[-1]
+        finals[mode] = Qs
+        print(f"sleep {mode} seed {seed}: angle(Q, J^T) {ang[0]:.1f} -> {ang[-1]:.1f} deg, "
+              f"{res['wall_s']:.1f} s wall ({target})", flush=True)  # fmt: skip
+    if "rate" in finals:
+        ref = finals["rate"][-1]
+        for mode, Qs in finals.items():
+            out[f"{mode}_angle_rate_final"] = np.array([angle_deg(Q, ref) for Q in Qs])
+    return out

@@ -45,6 +45,13 @@ class SpikingDFC:
         Record W_i and b_i every this many samples (0: only the final weights).
     record_dt : float
         Sampling step (ms) of the compartment monitors.
+    sleep : bool
+        Build the sleep phase (feedback learning) instead: apical background noise, forward
+        plasticity off, controller target r* = r^- with the sleep gains, anti-Hebbian Q
+        (:data:`dfc_brian.spiking.equations.FEEDBACK_SLEEP`); ``record_weights_every`` records Q.
+    record_control_dt : float
+        If > 0, record the controller's r_L (filtered output), r_star, r_ff and the output layer's
+        expected rate f(v_soma) of every unit at this step (ms): how far control closes the gap.
     build_dir : str
         cpp_standalone project folder.
     """
@@ -58,6 +65,8 @@ class SpikingDFC:
         record_weights_every: int = 0,
         record_dt: float = 0.5,
         build_dir: str = "/tmp/dfc_spiking_standalone",
+        record_control_dt: float = 0.0,
+        sleep: bool = False,
     ) -> None:
         if not isinstance(params, SpikingParams):
             raise ConfigError(f"params must be a SpikingParams, got {type(params).__name__}")
@@ -69,6 +78,8 @@ class SpikingDFC:
         self.record_neurons = int(record_neurons)
         self.record_weights_every = int(record_weights_every)
         self.record_dt = float(record_dt)
+        self.record_control_dt = float(record_control_dt)
+        self.sleep = bool(sleep)
         self._check_weights(weights)
         self.weights = weights.copy()
         self._t_run0 = 0.0
@@ -109,31 +120,40 @@ class SpikingDFC:
         b2.defaultclock.dt = p.dt * b2.ms
         b2.seed(p.seed)
         self.ns = namespace(p)
+        if self.sleep:  # controller without target step, with the sleep gains
+            self.ns.update(lam_eff=0.0, k_p=p.sleep_k_p, alpha=p.sleep_alpha)
         self.net = b2.Network()
+        pop = p.n_pop > 1
         self.inp = b2.NeuronGroup(
             p.sizes[0],
             eq.INPUT_EQS,
-            threshold=eq.INPUT_THRESHOLD,
+            threshold=eq.POP_THRESHOLD if pop else eq.INPUT_THRESHOLD,
             reset=eq.INPUT_RESET,
             method="euler",
             name="input",
         )
         self.inp.rho = p.rho_in * b2.Hz
+        self._population(self.inp)
         self.layers = []
         layer_eqs = eq.with_rate_function(eq.LAYER_EQS, p.rate_function)
         for i in range(p.n_layers):
             g = b2.NeuronGroup(
                 p.sizes[i + 1],
                 layer_eqs,
-                threshold=eq.LAYER_THRESHOLD,
+                threshold=eq.POP_THRESHOLD if pop else eq.LAYER_THRESHOLD,
                 reset=eq.LAYER_RESET,
                 method="euler",
                 name=f"layer{i + 1}",
             )
             g.rho = p.rho_max * b2.Hz
             last = i == p.n_layers - 1
-            g.eta = (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz
+            g.eta = 0.0 if self.sleep else (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz
             g.b = self.weights.b[i]
+            self._population(g)
+            if self.sleep:  # balanced background Poisson input at the apical synapse
+                rate = p.sleep_rho_bg / eq.N_BACKGROUND * b2.Hz  # per background neuron
+                for sign in (1.0, -1.0):
+                    self.net.add(b2.PoissonInput(g, "noise_A", eq.N_BACKGROUND, rate, sign * p.sleep_jump))
             g.run_regularly(
                 eq.LAYER_SAMPLE_START, dt=p.T_sample * b2.ms, when="start", name=f"layer{i + 1}_start"
             )
@@ -146,6 +166,20 @@ class SpikingDFC:
             eq.CONTROLLER_SAMPLE_START, dt=p.T_sample * b2.ms, when="start", name="ctrl_start"
         )
         self.net.add(self.inp, *self.layers, self.ctrl)
+
+    def _population(self, g: Any) -> None:
+        """n_pop = 1: every event is one spike (n_spk = 1); else draw n_spk before the threshold."""
+        import brian2 as b2
+
+        g.n_spk = 1.0
+        if self.p.n_pop > 1:
+            g.run_regularly(
+                eq.with_rate_function(eq.population_draw(self.p.n_pop), self.p.rate_function),
+                dt=self.p.dt * b2.ms,
+                when="thresholds",
+                order=-1,
+                name=f"{g.name}_population",
+            )
 
     # ------------------------------------------------------------------ connect
     def _connect(self) -> None:
@@ -174,15 +208,19 @@ class SpikingDFC:
             ii, jj = _all_to_all(self.ctrl.N, post.N)
             fb.connect(i=ii, j=jj)
             fb.Q = np.asarray(self.weights.Q[i], float).T.ravel()
+            if self.sleep:
+                fb.run_regularly(eq.FEEDBACK_SLEEP, dt=p.dt_plasticity * b2.ms, name=f"Q{i + 1}_sleep")
             self.forward.append(syn)
             self.feedback.append(fb)
         self.net.add(*self.forward, *self.feedback)
         # monitors
-        self.spikes = [b2.SpikeMonitor(self.layers[-1], name="spikes_out")]
+        self.spikes = [b2.SpikeMonitor(self.layers[-1], "n_spk", name="spikes_out")]
         if self.record_neurons > 0:
             k = self.record_neurons
-            self.spikes = [b2.SpikeMonitor(g, name=f"spikes{i + 1}") for i, g in enumerate(self.layers)]
-            self.spikes.insert(0, b2.SpikeMonitor(self.inp, name="spikes0"))
+            self.spikes = [
+                b2.SpikeMonitor(g, "n_spk", name=f"spikes{i + 1}") for i, g in enumerate(self.layers)
+            ]
+            self.spikes.insert(0, b2.SpikeMonitor(self.inp, "n_spk", name="spikes0"))
             self.state = [
                 b2.StateMonitor(
                     g,
@@ -198,6 +236,18 @@ class SpikingDFC:
             )
             self.net.add(*self.state, self.ctrl_mon)
         self.net.add(*self.spikes)
+        self.ctrl_rec = None
+        if self.record_control_dt > 0:
+            self.ctrl_rec = [
+                b2.StateMonitor(
+                    self.ctrl, ["r_L", "r_star", "r_ff"], record=True, dt=self.record_control_dt * b2.ms,
+                    name="rec_ctrl",
+                ),
+                b2.StateMonitor(
+                    self.layers[-1], "fr", record=True, dt=self.record_control_dt * b2.ms, name="rec_out_fr"
+                ),
+            ]  # fmt: skip
+            self.net.add(*self.ctrl_rec)
         self.w_mon = []
         if self.record_weights_every > 0:
             every = self.record_weights_every * p.T_sample * b2.ms
@@ -209,6 +259,11 @@ class SpikingDFC:
                 b2.StateMonitor(g, "b", record=True, dt=every, name=f"bmon{k}")
                 for k, g in enumerate(self.layers)
             ]
+            if self.sleep:
+                self.w_mon += [
+                    b2.StateMonitor(s, "Q", record=True, dt=every, name=f"qmon{k}")
+                    for k, s in enumerate(self.feedback)
+                ]
             self.net.add(*self.w_mon)
 
     # ------------------------------------------------------------------ run
@@ -273,17 +328,19 @@ class SpikingDFC:
         return Weights(W, b, Q)
 
     def output_counts(self, N: int, t_from: float | None = None) -> np.ndarray:
-        """Output spike counts per sample (N, n_L) in [t_from, T_sample) of each sample of the last run."""
+        """Output spike counts per sample (N, n_L) in [t_from, T_sample) of each sample of the last run,
+        per neuron (a unit's count divided by n_pop)."""
         p = self.p
         t_from = p.t_plastic if t_from is None else t_from
         mon = self.spikes[-1]
         t = np.asarray(mon.t[:] / 1e-3) - self._t_run0  # ms since the start of this run
         i = np.asarray(mon.i[:])
+        w = np.asarray(mon.n_spk[:], float) / self.p.n_pop
         k = np.floor((t + 0.5 * p.dt) / p.T_sample).astype(int)
         tin = t - k * p.T_sample
         keep = (tin >= t_from) & (k >= 0) & (k < N)
         counts = np.zeros((N, p.sizes[-1]))
-        np.add.at(counts, (k[keep], i[keep]), 1.0)
+        np.add.at(counts, (k[keep], i[keep]), w[keep])
         return counts
 
     def _collect(self, N: int) -> dict[str, Any]:
@@ -300,6 +357,12 @@ class SpikingDFC:
             for k, m in enumerate(self.spikes):
                 out[f"spike_t{k}"] = np.asarray(m.t[:] / 1e-3)
                 out[f"spike_i{k}"] = np.asarray(m.i[:])
+                out[f"spike_n{k}"] = np.asarray(m.n_spk[:])
+        if self.ctrl_rec is not None:
+            out["ctrl_t_ms"] = np.asarray(self.ctrl_rec[0].t[:] / 1e-3) - self._t_run0
+            for v in ("r_L", "r_star", "r_ff"):
+                out[f"ctrl_rec_{v}"] = np.asarray(getattr(self.ctrl_rec[0], v)[:])
+            out["ctrl_rec_fr"] = np.asarray(self.ctrl_rec[1].fr[:])
         if self.w_mon:
             L = self.p.n_layers
             s = self.p.sizes
@@ -308,6 +371,9 @@ class SpikingDFC:
                 w = np.asarray(self.w_mon[i].w[:])  # (n_syn, n_ckpt)
                 out[f"ckpt_W{i}"] = w.T.reshape(-1, s[i], s[i + 1]).transpose(0, 2, 1)
                 out[f"ckpt_b{i}"] = np.asarray(self.w_mon[L + i].b[:]).T
+                if self.sleep:
+                    q = np.asarray(self.w_mon[2 * L + i].Q[:])  # (n_L n_i, n_ckpt)
+                    out[f"ckpt_Q{i}"] = q.T.reshape(-1, s[-1], s[i + 1]).transpose(0, 2, 1)
         self.weights = self.get_weights()
         return out
 

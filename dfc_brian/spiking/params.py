@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfc_brian.model.params import ConfigError, check_int, check_nonnegative, check_positive
+from dfc_brian.spiking.equations import N_BACKGROUND
 
 RATE_FUNCTIONS = ("logistic", "relu")
 MODES = ("spiking", "rate")
@@ -55,6 +56,15 @@ class SpikingParams:
     eta_hidden_scale: float = 1.0  # eta of the hidden layers = eta * this (0: frozen hidden layers)
     dt_plasticity: float = 0.1  # ms, step of the continuous part of the weight rule
     seed: int = 0  # Brian2 seed (spikes)
+    n_pop: int = 1  # neurons per unit (population coding, input units included): shared compartments
+    # sleep phase (feedback learning, SpikingDFC(sleep=True)); see equations.SLEEP_*
+    sleep_sigma: float = 0.5  # std of the apical background noise (filtered Poisson input)
+    sleep_tau_noise: float = 20.0  # ms, apical synaptic filter of the background input (noise correlation)
+    sleep_rho_bg: float = 2000.0  # Hz, total rate of the excitatory (and of the inhibitory) background input
+    sleep_k_p: float = 1.0  # proportional gain of the controller during sleep
+    sleep_alpha: float = 1.0  # leak of the controller during sleep
+    sleep_eta_Q: float = 1.0  # 1/s, learning rate of Q
+    sleep_beta: float = 0.0  # weight decay of Q
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 2:
@@ -75,8 +85,13 @@ class SpikingParams:
         for name in ("k_p", "alpha", "target_stepsize", "t_settle", "t_avg", "t_plastic", "eta"):
             check_nonnegative(f"spiking.{name}", getattr(self, name))
         check_nonnegative("spiking.eta_hidden_scale", self.eta_hidden_scale)
+        for name in ("sleep_sigma", "sleep_tau_noise", "sleep_rho_bg"):
+            check_positive(f"spiking.{name}", getattr(self, name))
+        for name in ("sleep_k_p", "sleep_alpha", "sleep_eta_Q", "sleep_beta"):
+            check_nonnegative(f"spiking.{name}", getattr(self, name))
         check_positive("spiking.dt_plasticity", self.dt_plasticity)
         check_int("spiking.seed", self.seed, minimum=0)
+        object.__setattr__(self, "n_pop", check_int("spiking.n_pop", self.n_pop, minimum=1))
         for name in ("tau_v", "tau_A"):
             if self.dt > getattr(self, name):
                 raise ConfigError(f"spiking.dt = {self.dt} ms exceeds spiking.{name} (Euler unstable)")
@@ -84,6 +99,11 @@ class SpikingParams:
             raise ConfigError(
                 "spiking.rho_max (or rho_in) * dt > 0.2: at most one spike per step, the Bernoulli "
                 "approximation of the Poisson process is poor; lower dt"
+            )
+        if self.sleep_rho_bg / N_BACKGROUND * self.dt * 1e-3 > 0.2:
+            raise ConfigError(
+                "spiking.sleep_rho_bg / N_BACKGROUND * dt > 0.2: the background input is not Poisson; "
+                "lower dt"
             )
         if not self.t_avg <= self.t_settle <= self.T_sample:
             raise ConfigError("spiking: need t_avg <= t_settle <= T_sample")
@@ -96,6 +116,12 @@ class SpikingParams:
     @property
     def n_layers(self) -> int:
         return len(self.sizes) - 1
+
+    @property
+    def sleep_jump(self) -> float:
+        """Jump of the apical noise per background spike, J_bg = sigma / sqrt(rho_bg tau_bg): balanced
+        trains at rho_bg each, filtered with tau_bg, give noise of std sigma."""
+        return self.sleep_sigma / (self.sleep_rho_bg * self.sleep_tau_noise * 1e-3) ** 0.5
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> SpikingParams:
@@ -150,6 +176,11 @@ def namespace(p: SpikingParams) -> dict[str, Any]:
         "t_plastic": p.t_plastic * ms,
         "dt_plast": p.dt_plasticity * ms,
         "spiking": 1.0 if p.mode == "spiking" else 0.0,
+        "n_pop": float(p.n_pop),
+        "tau_bg": p.sleep_tau_noise * ms,
+        "eta_Q": p.sleep_eta_Q * Hz,
+        "beta_Q": p.sleep_beta,
+        "sigma2": p.sleep_sigma**2,
         "n_layers": L,
         "eta_out": p.eta * Hz,
         "eta_hid": p.eta * p.eta_hidden_scale * Hz,

@@ -79,14 +79,70 @@ def plot_tradeoff(res: Mapping[str, Any]) -> Figure:
 
 def plot_mnist(res: Mapping[str, Any]) -> Figure:
     """MNIST test accuracy (expected output of the learned weights) against online samples:
-    the spiking network, the same with its hidden layer frozen, and the untrained network."""
+    the spiking network, the same with its hidden layer frozen, the rate network on the same
+    protocol (keys ``rate_*``, if present) and the untrained network."""
     fig = Figure(figsize=(5, 3.5), layout="constrained")
     ax = fig.subplots()
-    for tag, label, color in (("full", "spiking DFC", "C0"), ("frozen_hidden", "hidden layer frozen", "C2")):
+    for tag, label, color in (
+        ("full", "spiking DFC", "C0"),
+        ("frozen_hidden", "hidden layer frozen", "C2"),
+        ("rate", "rate DFC (same protocol)", "C1"),
+    ):
         if f"{tag}_test_accuracy" in res:
             ax.plot(res[f"{tag}_samples"], res[f"{tag}_test_accuracy"], "o-", color=color, label=label)
     ax.axhline(float(np.asarray(res["full_test_accuracy"])[0]), color="0.4", ls="--", label="untrained")
     ax.set_xlabel("training samples (online, 150 ms each)")
     ax.set_ylabel("test accuracy (10 000 images)")
     ax.legend()
+    return fig
+
+
+def plot_population(res: Mapping[str, Any]) -> Figure:
+    """Population coding (n_pop neurons per unit): left, final test loss against n_pop (seeds as
+    dots, mean as line) beside the rate limit; right, RMS residual r* - r_L under control against
+    n_pop with the predicted filtered spike noise and a 1/sqrt(n_pop) guide."""
+    n = np.asarray(res["n_pop"], float)
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax = fig.subplots(1, 2)
+    loss = np.stack([np.asarray(res[f"pop{int(k)}_final_test_loss"]) for k in n])  # (n_pop, seeds)
+    ax[0].plot(n, loss.mean(1), "o-", color="C0", label="spiking DFC")
+    for j in range(loss.shape[1]):
+        ax[0].plot(n, loss[:, j], ".", color="C0", alpha=0.5)
+    if "rate_final_test_loss" in res:
+        ax[0].axhline(float(np.mean(res["rate_final_test_loss"])), color="C1", ls="--", label="rate DFC")
+    ax[0].set_xscale("log", base=2)
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("neurons per unit (n_pop)")
+    ax[0].set_ylabel("final test loss (MSE)")
+    ax[0].legend()
+    rms = np.stack([np.asarray(res[f"pop{int(k)}_residual_rms"]) for k in n]).mean(1)
+    pred = np.stack([np.asarray(res[f"pop{int(k)}_filter_noise_pred"]) for k in n]).mean(1)
+    ax[1].plot(n, rms, "o-", color="C0", label="RMS of r* - r_L (measured)")
+    ax[1].plot(n, pred, "s:", color="C3", label="sqrt(f / (2 N rho tau_r)) (filter noise)")
+    ax[1].plot(n, rms[0] / np.sqrt(n / n[0]), "--", color="0.5", label="1/sqrt(N) from N = 1")
+    if "rate_residual_rms" in res:
+        ax[1].axhline(float(np.mean(res["rate_residual_rms"])), color="C1", ls="--", label="rate DFC")
+    ax[1].set_xscale("log", base=2)
+    ax[1].set_yscale("log")
+    ax[1].set_xlabel("neurons per unit (n_pop)")
+    ax[1].set_ylabel("residual under control")
+    ax[1].legend(fontsize=7)
+    return fig
+
+
+def plot_sleep(res: Mapping[str, Any]) -> Figure:
+    """Sleep phase: angle between Q and J^T, and between Q and the rate sleep phase's final Q,
+    against sleep samples, for the spiking network and its rate limit."""
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.subplots()
+    s = res["samples"]
+    for mode, color in (("spiking", "C0"), ("rate", "C1")):
+        if f"{mode}_angle_JT" in res:
+            ax.plot(s, res[f"{mode}_angle_JT"], "-", color=color, label=f"{mode}: angle(Q, J^T)")
+    if "spiking_angle_rate_final" in res:
+        ax.plot(s, res["spiking_angle_rate_final"], ":", color="C0", label="spiking: angle(Q, Q_rate final)")
+    ax.set_xlabel("sleep samples")
+    ax.set_ylabel("angle (degrees)")
+    ax.set_ylim(0, 90)
+    ax.legend(fontsize=7)
     return fig
