@@ -8,7 +8,9 @@ does (:func:`dfc_brian.engines.methods.make_method`, seed 0), loads the cell's d
   controlled phase together with the sleep phases that ``extra_sleep_mode: minibatch`` puts in it);
 - ``feedback_step`` (one sleep phase; cells whose Q is trained);
 - ``pretrain_feedback_step`` (one pre-training sleep phase; cells with ``epochs_fb`` > 0);
-- one evaluation, as after every training epoch (:func:`dfc_brian.experiments.train.evaluate`).
+- one evaluation, as after every training epoch (:func:`dfc_brian.experiments.train.evaluate`);
+- with ``--memory``: the peak memory allocated during one train step (+ one sleep step), from
+  :mod:`tracemalloc` (NumPy reports its buffers to it), measured after the timings.
 
 From these it projects the paper protocol (``experiments/train.py``): per epoch
 ``nb · t_train`` plus, in the authors' epoch order, ``(1 + extra_sleep) · nb · t_sleep``, plus
@@ -36,6 +38,7 @@ import os
 import platform
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +86,7 @@ def _measured_epoch(runs: Path, name: str) -> float | None:
     return float(np.mean(per_epoch)) if per_epoch else None
 
 
-def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path) -> dict:
+def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path, memory: bool = False) -> dict:
     cfg = load_config(str(path))
     tr = validate_training(cfg["training"])
     key = json.dumps(cfg["data"], sort_keys=True)
@@ -107,6 +110,13 @@ def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path) -> di
     out["t_train_s"] = _timed(lambda i: method.train_step(X[idx[i]], y[idx[i]]), k)
 
     out["t_eval_s"] = _timed(lambda _: evaluate(method, ds), 1)
+    if memory:  # after the timings: tracemalloc slows allocation; numpy reports its buffers to it
+        tracemalloc.start()
+        method.train_step(X[idx[0]], y[idx[0]])
+        if epoch_order:
+            method.feedback_step(X[idx[0]])
+        out["peak_step_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
     sleeps = (1 + tr["extra_sleep"]) if epoch_order else 0
     epoch = nb * (out["t_train_s"] + sleeps * out.get("t_sleep_s", 0.0)) + out["t_eval_s"]
     pre = tr["epochs_fb"] * nb * out.get("t_pretrain_s", 0.0) if q_trained else 0.0
@@ -159,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs/table1", help="finished runs, to check the projection")
     ap.add_argument("--data-root", default=os.environ.get("DFC_DATA", "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/cell_cost.json"))
+    ap.add_argument("--memory", action="store_true", help="also the peak memory of one train + sleep step")
     ap.add_argument("--markdown", action="store_true", help="only rewrite the .md table from --out")
     a = ap.parse_args(argv)
     if a.markdown:
@@ -183,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows, cache = [], {}
     for p in paths:
-        row = cell_cost(p, a.k, a.data_root, cache, Path(a.runs))
+        row = cell_cost(p, a.k, a.data_root, cache, Path(a.runs), a.memory)
         rows.append(row)
         meas = row["measured_epoch_s"]
         print(
             f"{row['cell']:32s} train {row['t_train_s']:8.3f} s  sleep {row.get('t_sleep_s', 0):7.3f} s  "
             f"epoch {row['projected_epoch_s']:8.0f} s  run {row['projected_run_h']:7.1f} h"
-            + (f"  (measured epoch {meas:.0f} s)" if meas else ""),
+            + (f"  (measured epoch {meas:.0f} s)" if meas else "")
+            + (f"  peak {row['peak_step_mib']:.0f} MiB" if "peak_step_mib" in row else ""),
             flush=True,
         )
     machine["loadavg_after"] = os.getloadavg()
