@@ -138,26 +138,28 @@ def markdown(result: dict, done: set[str] | None = None) -> str:
         "",
         f"Measured {m['date']} with `{m['command']}` on {m['cores']} cores ({m['cpu']}), BLAS threads "
         f"{m['blas_threads']}, load average {m['loadavg_before'][0]:.0f} before and "
-        f"{m['loadavg_after'][0]:.0f} after (a shared machine: the times are upper bounds). Per cell: the "
+        f"{m['loadavg_after'][0]:.0f} after (a shared machine: times grow several-fold with the load). "
+        "Per cell: the "
         f"median of {result['k']} timed minibatches of each step, projected to the paper protocol "
         "(`benchmarks/cell_cost.py` docstring); `measured` is the wall time per epoch of finished runs "
-        "(evaluation included), the check on the projection. Core-hours scale to a cluster: one task per "
-        "core, one BLAS thread each.",
+        "(evaluation included, under the load of their own run), the check on the projection; `peak` is the "
+        "memory allocated during one train + sleep step (tracemalloc). Core-hours scale to a cluster: "
+        "one task per core, one BLAS thread each.",
         "",
         "| cell | method | train step (s) | sleep step (s) | epoch (s) | measured epoch (s) | epochs | "
-        "run (core-h) | command |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "run (core-h) | peak (MiB) | command |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["cells"]:
         meas = f"{r['measured_epoch_s']:.0f}" if r.get("measured_epoch_s") else "–"
         sleep = f"{r['t_sleep_s']:.2f}" if "t_sleep_s" in r else "–"
         name = r["cell"] + (" (run)" if done and r["cell"] in done else "")
         fb = f" + {r['epochs_fb']} fb" if r.get("epochs_fb") else ""
+        peak = f"{r['peak_step_mib']:.0f}" if "peak_step_mib" in r else "–"
         lines.append(
             f"| {name} | {r['method']}{' (fixed)' if r['q'] == 'fixed' else ''} | {r['t_train_s']:.3f} | "
             f"{sleep} | {r['projected_epoch_s']:.0f} | {meas} | {r['epochs']}{fb} | "
-            f"{r['projected_run_h']:.1f} | "
-            f"`dfc-brian sweep table1/{r['cell']} --seeds 0-4` |"
+            f"{r['projected_run_h']:.1f} | {peak} | `dfc-brian sweep table1/{r['cell']} --seeds 0-4` |"
         )
     return "\n".join(lines) + "\n"
 
