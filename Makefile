@@ -20,7 +20,8 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check dfc_brian tests benchmarks notebooks
-	$(VENV)/bin/ruff format --check dfc_brian tests benchmarks notebooks/*.py
+	$(VENV)/bin/ruff format --check dfc_brian tests benchmarks notebooks/*.py  # not notebooks/src (cells kept as written)
+	$(PY) notebooks/sync.py --check
 	$(VENV)/bin/python -m pytest -q tests
 	DFC_QUICK=1 $(VENV)/bin/python -m pytest -q --nbmake notebooks
 

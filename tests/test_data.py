@@ -186,7 +186,13 @@ def test_student_teacher_shapes_and_determinism():
     W = ds.meta["teacher_W"]
     # xavier normal, gain 3: std = 3 sqrt(2 / (fan_in + fan_out))
     assert W[1].std() == pytest.approx(3 * np.sqrt(2 / 2000), rel=0.01)
-    np.testing.assert_allclose(ds.test.y, D.teacher_forward(W, [np.zeros(w.shape[0]) for w in W], ds.test.X))
+    h = ds.test.X  # independent rendering: 4 ReLU layers, linear output, zero biases
+    for w in W[:-1]:
+        h = np.where(h @ w.T > 0, h @ w.T, 0.0)
+    np.testing.assert_allclose(ds.test.y, h @ W[-1].T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(
+        ds.test.y, D.teacher_forward(W, [np.zeros(w.shape[0]) for w in W], ds.test.X)
+    )
     same = D.student_teacher(15, 5, seed=3, n_train=50, n_val=20, n_test=10)
     for a, b in ((ds.train, same.train), (ds.val, same.val), (ds.test, same.test)):
         np.testing.assert_array_equal(a.X, b.X)

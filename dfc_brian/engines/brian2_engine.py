@@ -33,11 +33,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dfc_brian.engines.batched import phi
 from dfc_brian.engines.convergence import convergence_test
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.engines.result import LayerRecord, PhaseResult
 from dfc_brian.model import equations as eq
+from dfc_brian.model.mlp import phi
 from dfc_brian.model.params import ConfigError, ControllerParams, ModelParams
 from dfc_brian.model.weights import Weights, init_weights
 from dfc_brian.network import build as net

@@ -50,7 +50,7 @@ def convergence_test(
     u_int_last: np.ndarray,
     e_last: np.ndarray,
     e0: np.ndarray,
-    r_ff: np.ndarray,
+    r_L_ff: np.ndarray,
     ctrl: ControllerParams,
     conv: ConvergenceParams,
 ) -> ConvergenceResult:
@@ -58,7 +58,7 @@ def convergence_test(
 
     Parameters
     ----------
-    r_L_last, r_star, u_last, u_int_last, e_last, e0, r_ff : (B, n_L) arrays
+    r_L_last, r_star, u_last, u_int_last, e_last, e0, r_L_ff : (B, n_L) arrays
         Output rate :math:`r_L[T-1]`, output target :math:`r_L^*`, control signal
         :math:`u[T-1]` and its integral part :math:`u^{int}[T-1]`, output errors
         :math:`e[T-1]` and :math:`e[0]`, feedforward output :math:`r_L^-`.
@@ -74,17 +74,18 @@ def convergence_test(
         :math:`r_L^- = 0` or :math:`e[0] = 0` cannot satisfy the strict inequalities and is
         flagged non-converged.
     """
-    arrs = [np.asarray(a, dtype=np.float64) for a in (r_L_last, r_star, u_last, u_int_last, e_last, e0, r_ff)]
+    given = (r_L_last, r_star, u_last, u_int_last, e_last, e0, r_L_ff)
+    arrs = [np.asarray(a, dtype=np.float64) for a in given]
     shape = arrs[0].shape
-    names = ("r_L_last", "r_star", "u_last", "u_int_last", "e_last", "e0", "r_ff")
+    names = ("r_L_last", "r_star", "u_last", "u_int_last", "e_last", "e0", "r_L_ff")
     for name, a in zip(names, arrs):
         if a.ndim != 2 or a.shape != shape:
             raise ConfigError(f"convergence_test: {name} has shape {a.shape}, expected {shape} (B, n_L)")
-    r_L_last, r_star, u_last, u_int_last, e_last, e0, r_ff = arrs
+    r_L_last, r_star, u_last, u_int_last, e_last, e0, r_L_ff = arrs
     s = steady_state_signal(ctrl, u_last, u_int_last)
     resid = (r_L_last - r_star) + ctrl.alpha * s
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.linalg.norm(resid, axis=1) / np.linalg.norm(r_ff, axis=1)
+        rel = np.linalg.norm(resid, axis=1) / np.linalg.norm(r_L_ff, axis=1)
     e_last_n = np.linalg.norm(e_last, axis=1)
     e0_n = np.linalg.norm(e0, axis=1)
     converged = (rel < conv.tol) & (e_last_n < conv.epsilon**2 * e0_n)

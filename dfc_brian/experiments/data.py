@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from dfc_brian.model.weights import xavier_normal
+from dfc_brian.model.mlp import feedforward
+from dfc_brian.model.weights import Weights, xavier_normal
 
 DATA_ENV = "DFC_DATA"  # environment variable naming the data root
 SPLIT_SEED = 0  # seed of the fixed 55000/5000 train/validation permutation
@@ -463,13 +464,12 @@ TEACHER_GAIN = 3.0  # xavier-normal gain of the teacher's weights
 
 
 def teacher_forward(W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray) -> np.ndarray:
-    """Teacher output: ReLU hidden layers, linear output layer; X (N, n_in) -> (N, n_out)."""
-    h = X
-    for i, (w, bi) in enumerate(zip(W, b, strict=True)):
-        h = h @ w.T + bi
-        if i < len(W) - 1:
-            h = np.maximum(h, 0.0)
-    return h
+    """Teacher output: ReLU hidden layers, linear output layer; X (N, n_in) -> (N, n_out).
+
+    The feedforward pass of :func:`dfc_brian.model.mlp.feedforward` (no feedback weights).
+    """
+    acts = ["relu"] * (len(W) - 1) + ["linear"]
+    return feedforward(Weights(list(W), list(b), []), acts, X)[1][-1]
 
 
 def student_teacher(
