@@ -20,6 +20,7 @@ EXPECTED = {
     "fig2_feedback_geometry",
     "fig3_toy_training",
     "figS2_S4_feedback_learning",
+    "spiking_dfc",
     "table1",
 }
 
