@@ -248,6 +248,77 @@ def test_sleep_phase_rng_is_reproducible_and_validated():
         eng.sleep_phase(X, noise=[np.zeros((49, 3, 6)), np.zeros((49, 3, 4)), np.zeros((49, 3, 3))])
 
 
+SLEEP = {
+    "sigma": 0.05,
+    "k_p_fb": 0.3,
+    "alpha_fb": 0.4,
+    "dt_fb": 0.01,
+    "tmax_fb": 30,
+    "tcr_fb": 0.02,
+    "tau_A": 0.2,
+}
+
+
+def _sleep_outputs(res):
+    return [*res.dQ, res.u_last, *res.r_last, res.e_last, *res.extra["v_apical_last"]]
+
+
+@pytest.mark.parametrize(
+    "ctrl,sigma_out",
+    [
+        ({}, None),
+        ({"proactive": False}, 0.0),
+        ({"instantaneous": False}, 0.02),
+        ({"form": "slides", "K_I": 2.0, "proactive": False, "instantaneous": False}, None),
+    ],
+)
+def test_fast_sleep_loop_equals_the_shared_integrator(ctrl, sigma_out):
+    """The default sleep loop (_sleep_integrate) is the scheme of _integrate to round-off, with
+    explicit noise and with a seeded generator (same draws in the same order)."""
+    p, w, X, _ = _setup(ctrl, sleep={**SLEEP, "sigma_output_fb": sigma_out}, B=4)
+    eng = BatchedDFC(p, w)
+    rng = np.random.default_rng(7)
+    noise = [rng.normal(size=(29, 4, n)) for n in SIZES[1:]]
+    for kw in ({"noise": noise}, {"rng": 11}):
+        args = {k: np.random.default_rng(v) if k == "rng" else v for k, v in kw.items()}
+        fast = eng.sleep_phase(X, beta=0.1, **args)
+        args = {k: np.random.default_rng(v) if k == "rng" else v for k, v in kw.items()}
+        slow = eng.sleep_phase(X, beta=0.1, exact=True, **args)
+        for a, b in zip(_sleep_outputs(fast), _sleep_outputs(slow), strict=True):
+            assert np.abs(b).max() > 1e-6
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+    # float32: the same scheme in single precision (the sums in float64)
+    e32 = BatchedDFC(p, w, dtype=np.float32)
+    fast, slow = e32.sleep_phase(X, noise=noise), e32.sleep_phase(X, noise=noise, exact=True)
+    for a, b in zip(_sleep_outputs(fast), _sleep_outputs(slow), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+
+
+def test_fast_sleep_loop_apical_noise_has_the_ou_variance():
+    """Q = 0: every apical compartment is an Euler-Maruyama Ornstein-Uhlenbeck process from
+    v_A = 0; after k = T-1 steps its variance is sigma^2 dt (1 - a^(2k)) / (tau_A^2 (1 - a^2)),
+    a = 1 - dt/tau_A (sigma_output_fb in the output layer); with Q = 0 the control signal does
+    not reach the apical compartments, so dQ has mean 0."""
+    p, w, _, _ = _setup(sleep={**SLEEP, "sigma_output_fb": 0.02})
+    for q in w.Q:
+        q[:] = 0.0
+    X = np.random.default_rng(2).normal(size=(3000, SIZES[0]))
+    res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(3))
+    a, k = 1 - 0.01 / 0.2, 29
+    for i, sig in enumerate((0.05, 0.05, 0.02)):
+        expect = sig**2 * 0.01 / 0.2**2 * (1 - a ** (2 * k)) / (1 - a**2)
+        vA = res.extra["v_apical_last"][i]
+        assert abs(vA.mean()) < 4 * np.sqrt(expect / vA.size)
+        assert vA.var() == pytest.approx(expect, rel=0.05)  # std error of the variance ~1-2 %
+
+
+def test_fast_sleep_loop_raises_on_divergence():
+    p, w, X, _ = _setup(sleep={**SLEEP, "k_p_fb": 1e4, "tmax_fb": 200})
+    with pytest.raises(DivergenceError, match="time step") as info:
+        BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(0))
+    assert 1 <= info.value.step < 200
+
+
 # ------------------------------------------------------------------ DFC-SSA and the Jacobian
 def _fd_jacobian(w, x):
     """Finite-difference Jacobian of r_L w.r.t. each layer's voltage (perturb v_i, propagate)."""

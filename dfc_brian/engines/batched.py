@@ -648,6 +648,7 @@ class BatchedDFC:
         inv_g = 1.0 / g
         return {
             "S_Q": [x * inv_g for x in S_Q],
+            "vA": [x * dt.type(inv_g) for x in vA],
             "u": u,
             "r": [r_ff[i] + dr[i] for i in range(L)],
             "e_last": (delta_L - dr[-1]).astype(np.float64),
@@ -886,6 +887,7 @@ class BatchedDFC:
             r_last=res["r"],
             dQ=dQ,
         )
+        out.extra["v_apical_last"] = res["vA"]  # v_A[T-1] of every layer
         if record:
             self._attach_record(out, res["record"])
         return out
