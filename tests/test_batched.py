@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient
-from dfc_brian.engines.batched import BatchedDFC, loss_and_grad
+from dfc_brian.engines.batched import BatchedDFC, box_muller_normals, loss_and_grad
 from dfc_brian.engines.errors import DivergenceError
 from dfc_brian.engines.methods import make_method
 from dfc_brian.engines.optim import SGD, Adam, clip_per_tensor
@@ -246,6 +246,10 @@ def test_sleep_phase_rng_is_reproducible_and_validated():
         eng.sleep_phase(X)
     with pytest.raises(ConfigError, match=r"noise\[1\]"):
         eng.sleep_phase(X, noise=[np.zeros((49, 3, 6)), np.zeros((49, 3, 4)), np.zeros((49, 3, 3))])
+    with pytest.raises(ConfigError, match="noise_method"):
+        eng.sleep_phase(X, rng=np.random.default_rng(3), noise_method="polar")
+    with pytest.raises(ConfigError, match="noise_method"):
+        eng.sleep_phase(X, rng=np.random.default_rng(3), noise_method="box_muller", exact=True)
 
 
 SLEEP = {
@@ -294,7 +298,28 @@ def test_fast_sleep_loop_equals_the_shared_integrator(ctrl, sigma_out):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
 
 
-def test_fast_sleep_loop_apical_noise_has_the_ou_variance():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_box_muller_normals_are_standard_normal(dtype):
+    """Moments, tails, the normal CDF (Kolmogorov-Smirnov) and the independence of the cosine
+    and sine halves, on 2e6 + 1 draws (an odd count: the last sine is not used)."""
+    from scipy import stats
+
+    z = box_muller_normals(np.random.default_rng(0), np.empty(2_000_001, dtype=dtype)).astype(np.float64)
+    n = z.size
+    assert abs(z.mean()) < 4 / np.sqrt(n)
+    assert abs(z.var() - 1) < 4 * np.sqrt(2 / n)
+    assert abs(stats.kurtosis(z)) < 4 * np.sqrt(24 / n)  # excess kurtosis 0
+    for k, p_tail in ((2.0, 0.0455003), (3.0, 0.0026998), (4.0, 6.334e-5)):
+        q = np.mean(np.abs(z) > k)
+        assert abs(q - p_tail) < 5 * np.sqrt(p_tail / n), (k, q)
+    assert stats.kstest(z, "norm").statistic < 1.63 / np.sqrt(n)  # KS at the 1 % level
+    c, s_ = z[: n // 2], z[n - n // 2 :][: n // 2]  # pairs sharing a radius
+    assert abs(np.corrcoef(c, s_)[0, 1]) < 4 / np.sqrt(n / 2)
+    assert abs(np.corrcoef(c**2, s_**2)[0, 1]) < 4 / np.sqrt(n / 2)
+
+
+@pytest.mark.parametrize("noise_method", ["ziggurat", "box_muller"])
+def test_fast_sleep_loop_apical_noise_has_the_ou_variance(noise_method):
     """Q = 0: every apical compartment is an Euler-Maruyama Ornstein-Uhlenbeck process from
     v_A = 0; after k = T-1 steps its variance is sigma^2 dt (1 - a^(2k)) / (tau_A^2 (1 - a^2)),
     a = 1 - dt/tau_A (sigma_output_fb in the output layer); with Q = 0 the control signal does
@@ -303,7 +328,7 @@ def test_fast_sleep_loop_apical_noise_has_the_ou_variance():
     for q in w.Q:
         q[:] = 0.0
     X = np.random.default_rng(2).normal(size=(3000, SIZES[0]))
-    res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(3))
+    res = BatchedDFC(p, w).sleep_phase(X, rng=np.random.default_rng(3), noise_method=noise_method)
     a, k = 1 - 0.01 / 0.2, 29
     for i, sig in enumerate((0.05, 0.05, 0.02)):
         expect = sig**2 * 0.01 / 0.2**2 * (1 - a ** (2 * k)) / (1 - a**2)

@@ -118,6 +118,36 @@ def _with_blas_threads(fn):  # noqa: ANN001, ANN202
     return wrapper
 
 
+# ----------------------------------------------------------------------------- sleep noise
+NOISE_METHODS = ("ziggurat", "box_muller")
+
+
+def box_muller_normals(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (1-D) with independent standard normals by the Box-Muller transform.
+
+    :math:`z_1 = \\rho\\cos\\theta,\\ z_2 = \\rho\\sin\\theta`, :math:`\\rho = \\sqrt{-2\\ln(1 - U_1)}`,
+    :math:`\\theta = 2\\pi U_2`, with ``U_1`` uniform in float64 (tails exact to 8.5 sigma) and
+    ``U_2`` in float32 (cos and sin in single precision: each normal carries a relative error of
+    ~1e-7, float32 resolution). The first half of ``out`` takes the cosines, the second the
+    sines. About 2x cheaper than ``rng.standard_normal`` (numpy's ziggurat) on the development
+    machine, but a different use of the generator: other numbers for the same seed.
+    """
+    n = out.size
+    h = (n + 1) // 2
+    rho = rng.random(h)
+    np.subtract(1.0, rho, out=rho)
+    np.log(rho, out=rho)
+    rho *= -2.0
+    np.sqrt(rho, out=rho)
+    theta = rng.random(h, dtype=np.float32)
+    theta *= np.float32(2.0 * np.pi)
+    trig = np.cos(theta)
+    np.multiply(trig, rho, out=out[:h])
+    np.sin(theta[: n - h], out=trig[: n - h])
+    np.multiply(trig[: n - h], rho[: n - h], out=out[h:])
+    return out
+
+
 # ----------------------------------------------------------------------------- engine
 class BatchedDFC:
     """DFC dynamics of one network for a minibatch, in NumPy.
@@ -521,6 +551,7 @@ class BatchedDFC:
         rng: np.random.Generator | None,
         ff: tuple[Sequence[np.ndarray], Sequence[np.ndarray]],
         dtype: np.dtype,
+        noise_method: str = "ziggurat",
     ) -> dict:
         """The sleep phase's Euler scheme (that of :meth:`_integrate` with noisy apical filters),
         arranged for speed; returns the final state and :math:`S_Q = \\sum_b\\sum_t v^A[t] u[t+1]^T`.
@@ -613,7 +644,10 @@ class BatchedDFC:
             vA_flat *= keep
             vA_flat += fb_flat
             if xi_flat is not None:
-                rng.standard_normal(dtype=dt, out=xi_flat)
+                if noise_method == "box_muller":
+                    box_muller_normals(rng, xi_flat)
+                else:
+                    rng.standard_normal(dtype=dt, out=xi_flat)
                 if same_scale:
                     xi_flat *= dt.type(gs[noisy[0]])
                 else:
@@ -786,6 +820,7 @@ class BatchedDFC:
         beta: float = 0.0,
         dtype: type | None = None,
         exact: bool = False,
+        noise_method: str = "ziggurat",
     ) -> PhaseResult:
         """Feedback-learning ("sleep") phase: no output error, noisy apical compartments.
 
@@ -823,6 +858,12 @@ class BatchedDFC:
             same draws in the same order, ~2x faster). ``True``, or ``record=True``: the shared
             integrator :meth:`_integrate`. The two agree to round-off (tested at 1e-12 relative in
             float64, with explicit noise and with a seeded generator).
+        noise_method : ``'ziggurat'`` or ``'box_muller'``
+            How the white noise is drawn from ``rng``: ``'ziggurat'`` (default) is
+            ``rng.standard_normal``, as documented for ``rng`` above; ``'box_muller'`` is
+            :func:`box_muller_normals`, the same distribution (to float32 resolution) at about
+            half the cost of the draws, but other numbers for the same seed. The draws are
+            ~35-50 % of the phase. Default loop only (not with ``exact`` or ``record``).
         """
         X = self._check_X(X)
         B = X.shape[0]
@@ -837,7 +878,13 @@ class BatchedDFC:
                     raise ConfigError(f"noise[{i}] has shape {np.shape(xi)}, expected {shp} (T_fb-1, B, n_i)")
                 if not np.all(np.isfinite(xi)):
                     raise ConfigError(f"noise[{i}] contains non-finite values")
-        elif max(sp.sigma_layers(self.L)) > 0 and rng is None:
+        if noise_method not in NOISE_METHODS:
+            raise ConfigError(f"noise_method must be one of {NOISE_METHODS}, got {noise_method!r}")
+        if noise_method != "ziggurat" and (exact or record):
+            raise ConfigError(
+                "noise_method='box_muller' runs in the default loop only (exact=False, record=False)"
+            )
+        if noise is None and max(sp.sigma_layers(self.L)) > 0 and rng is None:
             raise ConfigError(
                 "sleep_phase needs rng (a numpy Generator) or explicit noise when sleep.sigma > 0"
             )
@@ -873,6 +920,7 @@ class BatchedDFC:
                 rng=rng,
                 ff=ff,
                 dtype=dt_phase,
+                noise_method=noise_method,
             )
         T = ctrl.tmax
         s2 = sp.sigma_tilde**2
