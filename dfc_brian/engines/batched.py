@@ -863,8 +863,9 @@ class BatchedDFC:
             ~2e-7 relative with the same noise (the sums are kept in float64).
         exact : bool
             ``False`` (default): the sleep-specific loop :meth:`_sleep_integrate` (same scheme,
-            same draws in the same order, ~2x faster). ``True``, or ``record=True``: the shared
-            integrator :meth:`_integrate`. The two agree to round-off (tested at 1e-12 relative in
+            same draws in the same order; measured 1.06x (float64) and 1.19x (float32) less CPU
+            time than the engine of 54c366a). ``True``, or ``record=True``: the shared integrator
+            :meth:`_integrate`. The two agree to round-off (tested at 1e-12 relative in
             float64, with explicit noise and with a seeded generator).
         noise_method : ``'ziggurat'`` or ``'box_muller'``
             How the white noise is drawn from ``rng``: ``'ziggurat'`` (default) is
