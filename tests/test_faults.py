@@ -155,8 +155,8 @@ def ck_state(run: Path) -> dict:
 
 def test_two_concurrent_runs_never_share_a_directory(bench):
     first = cli(
-        bench, "train", "toy.yaml", "--seed", "3", "--out", "conc", fault="slow:train_step:0.02", wait=False
-    )
+        bench, "train", "toy.yaml", "--seed", "3", "--out", "conc", fault="slow:train_step:1.0", wait=False
+    )  # 12 steps of 1 s: the second run's start-up (seconds on a loaded machine) falls inside the first
     lock = bench / "conc" / ".lock"
     t0 = time.time()
     while not lock.exists() and time.time() - t0 < 60:
