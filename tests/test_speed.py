@@ -163,6 +163,34 @@ def test_training_dtype_fb_selects_the_sleep_precision():
         make_method(cfg, seed=0)
 
 
+def test_training_noise_method_fb_selects_the_sleep_draws():
+    from dfc_brian.engines.methods import make_method
+
+    cfg = {
+        "model": {"sizes": SIZES, "activations": ACTS, "loss": "ce"},
+        "sleep": SLEEP,
+        "training": {"method": "DFC-SSA", "lr": 0.01, "lr_fb": 0.01},
+    }
+    X = np.random.default_rng(0).normal(size=(4, SIZES[0]))
+    Q = {}
+    for nm in ("ziggurat", "box_muller"):
+        cfg["training"]["noise_method_fb"] = nm
+        m = make_method(cfg, seed=0)
+        calls = []
+        orig = m.engine.sleep_phase
+        m.engine.sleep_phase = lambda X, _c=calls, _o=orig, **kw: _c.append(kw["noise_method"]) or _o(X, **kw)
+        m.feedback_step(X)
+        assert calls == [nm]
+        Q[nm] = [q.copy() for q in m.weights.Q]
+    # other draws, so another Q after one step (same seed); the default stays numpy's ziggurat
+    assert not all(np.array_equal(a, b) for a, b in zip(Q["ziggurat"], Q["box_muller"], strict=True))
+    del cfg["training"]["noise_method_fb"]
+    assert make_method(cfg, seed=0).training["noise_method_fb"] == "ziggurat"
+    cfg["training"]["noise_method_fb"] = "mersenne"
+    with pytest.raises(ConfigError, match="training.noise_method_fb"):
+        make_method(cfg, seed=0)
+
+
 # ------------------------------------------------------------------ DFC: stationary finish
 def _angle_deg(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     x = np.concatenate([m.ravel() for m in a])

@@ -79,7 +79,7 @@ from typing import Any
 import numpy as np
 
 from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, dfa_target_gradient
-from dfc_brian.engines.batched import BatchedDFC
+from dfc_brian.engines.batched import NOISE_METHODS, BatchedDFC
 from dfc_brian.engines.optim import SGD, Adam, clip_joint, clip_per_tensor, make_optimizer
 from dfc_brian.model import mlp
 from dfc_brian.model.params import ConfigError, ModelParams, check_int, check_nonnegative, check_positive
@@ -111,6 +111,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "extra_sleep_mode": "minibatch",
     "dtype": "float64",
     "dtype_fb": None,
+    "noise_method_fb": "ziggurat",  # sleep-phase normal draws: ziggurat (numpy) | box_muller (faster)
     "stationary_tol": None,
 }
 
@@ -218,6 +219,10 @@ def validate_training(section: Mapping[str, Any] | None, *, run: bool = False) -
         t["stationary_tol"] = _pos("stationary_tol", t["stationary_tol"])
     if t["dtype_fb"] is None:
         t["dtype_fb"] = t["dtype"]
+    if t["noise_method_fb"] not in NOISE_METHODS:
+        raise ConfigError(
+            f"training.noise_method_fb = {t['noise_method_fb']!r} is unknown; choose one of {NOISE_METHODS}"
+        )
     if t["dtype_fb"] not in ("float64", "float32"):
         raise ConfigError(f"training.dtype_fb = {t['dtype_fb']!r}; choose 'float64' or 'float32' (or null)")
     return t
@@ -401,7 +406,9 @@ class DFCMethod(Method):
         the trained Q_i, adding ``wd_fb * Q_i`` inside its step.
         """
         dtype = np.float32 if self.training["dtype_fb"] == "float32" else np.float64
-        res = self.engine.sleep_phase(X, rng=self.rng, dtype=dtype)
+        res = self.engine.sleep_phase(
+            X, rng=self.rng, dtype=dtype, noise_method=self.training["noise_method_fb"]
+        )
         grads = [-dq for dq in res.dQ]  # optimiser subtracts; it adds wd_fb * Q itself
         clip = self.training["clip_fb"]
         if clip is not None:
