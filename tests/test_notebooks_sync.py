@@ -64,7 +64,8 @@ def test_mutated_source_is_detected(tmp_path: Path) -> None:
     for mutated in (
         text.replace("n_samples=200", "n_samples=201"),  # a code cell
         text.replace("PCA(2)", "PCA(3)"),  # a markdown cell
-        text.replace("\n# %%\nfrom dfc_brian.plotting", "\nfrom dfc_brian.plotting"),  # merged cells
+        # two code cells merged
+        text.replace("\n# %%\nfrom dfc_brian.plotting.figures", "\nfrom dfc_brian.plotting.figures"),
     ):
         assert mutated != text
         copy = tmp_path / "src" / src.name

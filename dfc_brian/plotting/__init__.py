@@ -18,4 +18,24 @@ def use_style() -> None:
     matplotlib.style.use(str(STYLE_PATH))
 
 
-__all__ = ["STYLE_PATH", "use_style"]
+def notebook_setup(subdir: str = "") -> tuple[bool, Path, Path]:
+    """The first cell of every notebook: ``QUICK, ROOT, OUT = notebook_setup()``.
+
+    ``QUICK`` is ``DFC_QUICK`` (default 1: seconds-long settings, the ones the notebook tests run;
+    0: the full-size figure); ``ROOT`` the repository (the notebook runs from it or from
+    ``notebooks/``); ``OUT`` = ``ROOT/figures/<subdir>``, with ``quick/`` appended when QUICK so that
+    committed full-size figures are not overwritten; created. Applies :func:`use_style`.
+    """
+    import os
+
+    quick = os.environ.get("DFC_QUICK", "1") == "1"
+    root = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
+    out = root / "figures" / subdir
+    out = out / "quick" if quick else out
+    out.mkdir(parents=True, exist_ok=True)
+    use_style()
+    print("QUICK =", quick, "-> figures in", out)
+    return quick, root, out
+
+
+__all__ = ["STYLE_PATH", "notebook_setup", "use_style"]

@@ -4,17 +4,9 @@
 # Brian2 recordings (numpy target) of the basal ($v^B = W r + b$), apical ($v^A = Q u$, noisy low-pass filter in the sleep phase) and somatic voltages of neurons 0 and 1 of every layer of the 15-10-10-5 student, Q fixed to the weight product. Controlled phase: target step $\lambda = 0.3$ (6x Fig. 1D, so that the apical input is visible), $T = 2000$ steps (QUICK: 400). Sleep phase: no output error, apical noise $\sigma = 0.01$, the sleep controller, shown for 1000 steps (QUICK: 250; training uses 50).
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
 from dfc_brian.experiments.toy import compartments, save

@@ -4,17 +4,9 @@
 # Settings of `models/toy/fig1d.yaml` (the authors' `config_fig1D`). Student 15-10-10-1 (tanh, tanh, linear); Q starts xavier-normal and is pre-trained for 50 sleep-only epochs (SGD lr 0.1, batched engine; QUICK: 25 epochs on 256 inputs); the trained network then runs its controlled phase in **Brian2** (numpy target): PI control with $k_p = 1$, $\alpha = 0.0015$, $dt = 0.005$, $t_{cr} = 0.2$, $\lambda = 0.05$, $T = 2000$ (QUICK: 400), three student-teacher samples. Top: $r_L(t)$ and its target $r_L^*$ (dashed); bottom: the control signal $u(t)$. At steady state $r_L = r_L^* - \alpha u$.
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
 from dfc_brian.experiments.toy import fig1d, save

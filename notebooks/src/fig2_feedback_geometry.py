@@ -4,17 +4,9 @@
 # Net 5-2-2: random stable $Q = J^T M$ (2000; QUICK: 200) against $J^T$, $J^+$ and the damped pseudo-inverses $J^T (J J^T + \gamma I)^{-1}$, PCA(2) of the normalised matrices (`dfc_brian.analysis.fig2`).
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
 from dfc_brian.analysis.fig2 import fig2_experiment

@@ -4,19 +4,13 @@
 # The authors' settings (`models/toy/fig3_*.yaml`, from their `configs_fig3`): student 15-10-10-5, unscaled teacher outputs, SGD lr$_{eff}$ 1.0, clip 1.0, proactive off, non-converged samples included; trained Q: 50 sleep-only pre-training epochs (SGD lr 0.1), then per epoch one sleep epoch (SGD lr 0.002), one forward epoch and 2 sleep epochs. Methods: DFC, DFC-SS, DFC-SSA, their fixed-Q versions and DFA (target-based); no BP, as in the paper (`fig3(methods=(..., 'BP'))` adds it). Per epoch on a fixed minibatch of 128 test samples: condition 2, condition 1, $\lambda_{max}$ of the linearised PI-controlled network and the angles of each method's update to the damped MN, GN (the configs' `analysis.gn_damping`: $\gamma = 0.1$, DFA 0) and SSA updates; the test loss on the whole test set (1000 samples). QUICK: 2 epochs of 256 samples, $T = 200$, 1 pre-training epoch. Full: `DFC_FIG3_EPOCHS` epochs (default 300) of 5000 samples, $T = 1000$.
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
+import os
+
 from dfc_brian.experiments.toy import FIG3_METHODS, fig3, load_fig3, merge_fig3, save
 
 EPOCHS = None if QUICK else int(os.environ.get('DFC_FIG3_EPOCHS', '300'))

@@ -4,17 +4,9 @@
 # The authors' settings (`models/toy/figS2_S4_tanh.yaml`, `figS2_S4_linear.yaml`, from their `configs_figC2C3`): student 20-10-5 with a tanh or a linear hidden layer, forward weights frozen, 25 sleep-only epochs (5000 inputs, batch 128, SGD lr 0.1, weight decay 0.01), sleep phase of $T_{fb} = 300$ steps of $dt = 0.001$, $t_{cr,fb} = 0.005$, $\tau_A = 0.3$, $\sigma = 0.01$. Angle between Q and $J^T (J J^T + \gamma I)^{-1}$ (mean over 128 test inputs) per epoch: S2 varies $\gamma$ ($\alpha_{fb} = 0.5$, $k_{p,fb} = 0$), S3 varies $\alpha_{fb}$ ($k_{p,fb} = 0.3$, $\gamma = 5$), S4 varies $k_{p,fb}$ ($\alpha_{fb} = 0.1$, $\gamma = 5$). QUICK: 25 epochs on 256 inputs.
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
 from dfc_brian.experiments.toy import feedback_learning, save

@@ -4,20 +4,12 @@
 # The DFC network with **spiking** hidden and output neurons (Brian2): each neuron keeps its basal, apical and somatic compartments and fires as an inhomogeneous Poisson process at $\rho_{max} f(v_{soma})$ (logistic $f$). Forward synapses carry spikes into the basal compartment through a synaptic filter $\tau_s$, so $v^B$ predicts the somatic drive; an analog PI controller reads the output spike trains filtered with $\tau_r$ and drives the apical compartments through $Q$ (fixed to the weight product). Forward plasticity in the Urbanczik-Senn form $\dot W = \eta\,(S_{post}/\rho - f(v^B))\,\mathrm{PSP}_{pre}$, whose rate limit is DFC's online rule. Config: `models/spiking/toy_student_teacher.yaml` (15-10-10-5).
 
 # %%
-import os
-from pathlib import Path
-
 import numpy as np
 
-from dfc_brian.plotting import use_style
+from dfc_brian.plotting import notebook_setup
 
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: recompute the learning results (minutes)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-RESULTS = ROOT / "figures" / "spiking"
-OUT = RESULTS / "quick" if QUICK else RESULTS
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup("spiking")  # DFC_QUICK=0: recompute the learning results (minutes)
+RESULTS = ROOT / "figures" / "spiking"  # the committed results
 
 # %% [markdown]
 # ## A few samples: spikes, compartments, controller

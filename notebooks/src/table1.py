@@ -4,17 +4,9 @@
 # Assembles finished training runs (`runs/**/results.json`, written by `dfc-brian sweep` or `dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside the published numbers, and the difference in units of the published std. Runs shorter than the paper's get rows of their own. Without runs it shows the published table and how to produce ours. (Nothing is trained here: a paper-scale run takes hours.)
 
 # %%
-import os
-from pathlib import Path
+from dfc_brian.plotting import notebook_setup
 
-from dfc_brian.plotting import use_style
-
-QUICK = os.environ.get("DFC_QUICK", "1") == "1"  # 0: full-size figure (see figures/README.md)
-ROOT = Path.cwd() if (Path.cwd() / "dfc_brian").is_dir() else Path.cwd().parent
-OUT = ROOT / "figures" / ("quick" if QUICK else "")
-OUT.mkdir(parents=True, exist_ok=True)
-use_style()
-print("QUICK =", QUICK, "-> figures in", OUT)
+QUICK, ROOT, OUT = notebook_setup()  # DFC_QUICK=0: full-size figure (see figures/README.md)
 
 # %%
 from IPython.display import Markdown, display
