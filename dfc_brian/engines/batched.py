@@ -329,6 +329,39 @@ class BatchedDFC:
             np.copyto(old, x)
         return still
 
+    def _ff_base(self, v_ff: Sequence[np.ndarray], dt: np.dtype) -> list[tuple]:
+        """Per layer, in the phase dtype: v^-, and for tanh layers tanh(v^-) and 1 - tanh(v^-)^2
+        (the expansion point of :meth:`_deviation`)."""
+        base = []
+        for i in range(self.L):
+            ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
+            base.append(
+                (
+                    v_ff[i].astype(dt),
+                    None if ta is None else ta.astype(dt),
+                    None if ta is None else (1.0 - ta * ta).astype(dt),
+                )
+            )
+        return base
+
+    @staticmethod
+    def _controller_step(
+        ctrl: ControllerParams, h: float, e: np.ndarray, u: np.ndarray, u_int: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One Euler step of the PI controller; ``u_int`` is updated in place.
+
+        ``form: code``: u_int += h (e - alpha u), u = u_int + k_p e; ``form: slides``:
+        u_int += h (e - alpha u_int), u = K_I u_int + k_p e. Returns u[t+1] and the u that
+        drives the apical compartments this step (u[t+1] if proactive, else u[t]).
+        """
+        if ctrl.form == "code":
+            u_int += h * (e - ctrl.alpha * u)
+            u_new = u_int + ctrl.k_p * e
+        else:
+            u_int += h * (e - ctrl.alpha * u_int)
+            u_new = ctrl.K_I * u_int + ctrl.k_p * e
+        return u_new, (u_new if ctrl.proactive else u)
+
     def _integrate(
         self,
         X: np.ndarray,
@@ -359,8 +392,6 @@ class BatchedDFC:
         L = self.L
         B = X.shape[0]
         T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
-        k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
-        code_form = ctrl.form == "code"
         gain = dt.type(h / tcr)
         sigmas = [0.0] * L if sigma is None else [float(x) for x in sigma]
         noise_scale = [0.0 if tau_A is None else s * np.sqrt(h) / tau_A for s in sigmas]
@@ -371,16 +402,7 @@ class BatchedDFC:
             v_ff, r_ff = list(ff[0]), list(ff[1])
         else:
             v_ff, r_ff = mlp.feedforward(self.weights, self.acts, X)
-        base = []
-        for i in range(L):
-            ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
-            base.append(
-                (
-                    v_ff[i].astype(dt),
-                    None if ta is None else ta.astype(dt),
-                    None if ta is None else (1.0 - ta * ta).astype(dt),
-                )
-            )
+        base = self._ff_base(v_ff, dt)
         r_ff_dt = [x.astype(dt) for x in r_ff]
         dv = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
         dvB = [np.zeros((B, n), dtype=dt) for n in self.sizes[1:]]
@@ -452,14 +474,7 @@ class BatchedDFC:
         for t in range(T - 1):
             # --- controller: e = r* - r_L = delta_L - dr_L (u_new = u[t+1])
             e = delta_L - dr[-1]
-            if code_form:
-                u_int += h * (e - alpha * u)
-                u_new = u_int + k_p * e
-            else:
-                u_int += h * (e - alpha * u_int)
-                u_new = K_I * u_int + k_p * e
-            u_fb = u_new if ctrl.proactive else u
-            u = u_new
+            u, u_fb = self._controller_step(ctrl, h, e, u, u_int)
             if not (np.all(np.abs(u) <= lim)):
                 raise DivergenceError(-1, t + 1, phase)
             if not inst:  # all basal inputs from the previous step's rates
@@ -581,20 +596,10 @@ class BatchedDFC:
         T, h = ctrl.tmax, ctrl.dt
         g = h / max(ctrl.tcr, ctrl.dt)  # soma gain per step
         a = h / tau_A  # apical gain per step
-        k_p, alpha, K_I = ctrl.k_p, ctrl.alpha, ctrl.K_I
-        code_form, inst = ctrl.form == "code", ctrl.instantaneous
+        inst = ctrl.instantaneous
         # noise std per step of the g-scaled apical voltage
         gs = [g * float(s) * np.sqrt(h) / tau_A for s in sigma]
-        base = []
-        for i in range(L):
-            ta = np.tanh(v_ff[i]) if self.acts[i] == "tanh" else None
-            base.append(
-                (
-                    v_ff[i].astype(dt),
-                    None if ta is None else ta.astype(dt),
-                    None if ta is None else (1.0 - ta * ta).astype(dt),
-                )
-            )
+        base = self._ff_base(v_ff, dt)
         gWT = [None] + [np.multiply(WT[i], dt.type(g)) for i in range(1, L)]
         # all apical voltages (scaled by g) in one flat array, layer blocks (B, n_i) one after another
         off = np.concatenate([[0], np.cumsum([B * n for n in sizes])])
@@ -634,14 +639,7 @@ class BatchedDFC:
         for t in range(T - 1):
             # --- controller (e = r* - r_L = -dr_L)
             e = delta_L - dr[-1]
-            if code_form:
-                u_int += h * (e - alpha * u)
-                u_new = u_int + k_p * e
-            else:
-                u_int += h * (e - alpha * u_int)
-                u_new = K_I * u_int + k_p * e
-            u_fb = u_new if ctrl.proactive else u
-            u = u_new
+            u, u_fb = self._controller_step(ctrl, h, e, u, u_int)
             if not (np.all(np.abs(u) <= lim)):
                 raise DivergenceError(-1, t + 1, phase)
             # --- anti-Hebbian sum (v_A[t] with u[t+1]), then every apical filter at once:
