@@ -175,18 +175,20 @@ def test_steady_state_update_is_last_step_expression(instantaneous):
 
 
 # ------------------------------------------------------------------ sleep phase
+SLEEP = {
+    "sigma": 0.05,
+    "k_p_fb": 0.3,
+    "alpha_fb": 0.4,
+    "dt_fb": 0.01,
+    "tmax_fb": 30,
+    "tcr_fb": 0.02,
+    "tau_A": 0.2,
+}
+
+
 @pytest.mark.parametrize("proactive,sigma_out", [(True, None), (False, None), (True, 0.0), (False, 0.02)])
 def test_sleep_phase_matches_reference_with_explicit_noise(proactive, sigma_out):
-    sleep = {
-        "sigma": 0.05,
-        "k_p_fb": 0.3,
-        "alpha_fb": 0.4,
-        "dt_fb": 0.01,
-        "tmax_fb": 30,
-        "tcr_fb": 0.02,
-        "tau_A": 0.2,
-        "sigma_output_fb": sigma_out,
-    }
+    sleep = {**SLEEP, "sigma_output_fb": sigma_out}
     p, w, X, _ = _setup({"proactive": proactive}, sleep=sleep)
     eng = BatchedDFC(p, w)
     T, B = 30, len(X)
@@ -250,17 +252,6 @@ def test_sleep_phase_rng_is_reproducible_and_validated():
         eng.sleep_phase(X, rng=np.random.default_rng(3), noise_method="polar")
     with pytest.raises(ConfigError, match="noise_method"):
         eng.sleep_phase(X, rng=np.random.default_rng(3), noise_method="box_muller", exact=True)
-
-
-SLEEP = {
-    "sigma": 0.05,
-    "k_p_fb": 0.3,
-    "alpha_fb": 0.4,
-    "dt_fb": 0.01,
-    "tmax_fb": 30,
-    "tcr_fb": 0.02,
-    "tau_A": 0.2,
-}
 
 
 def _sleep_outputs(res):
