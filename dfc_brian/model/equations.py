@@ -190,6 +190,9 @@ FEEDBACK_PLASTICITY = {
 # ---------------------------------------------------------------------------------------------
 PHASES = ("controlled", "sleep", "sleep_noiseless")
 PLASTICITY = ("none", "accumulate", "online")
+#: defaults of the plasticity time constants (units of tau_u), the Q-rule decay and the divergence
+#: bound of |v_soma|; BrianDFC takes the same defaults
+TAU_W, TAU_Q, BETA, V_MAX = 100.0, 100.0, 0.0, 1e6
 
 
 def namespace(
@@ -198,10 +201,10 @@ def namespace(
     *,
     plasticity: str = "none",
     batch_size: int = 1,
-    tau_W: float = 100.0,
-    tau_Q: float = 100.0,
-    beta: float = 0.0,
-    v_max: float = 1e6,
+    tau_W: float = TAU_W,
+    tau_Q: float = TAU_Q,
+    beta: float = BETA,
+    v_max: float = V_MAX,
 ) -> dict:
     """The Brian2 namespace of one phase: the only place where symbols are formed from params.
 
