@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from dfc_brian.engines.methods import Method
-from dfc_brian.experiments.results import array_json, json_array, load_checkpoint, save_checkpoint
-from dfc_brian.experiments.train import unpack_method_state
+from dfc_brian.experiments.train import load_loop_checkpoint, save_loop_checkpoint
 from dfc_brian.model.params import ConfigError, ModelParams, check_int
 from dfc_brian.model.weights import Weights
 
@@ -156,13 +155,7 @@ def train_online(
     if resume:
         if checkpoint is None or not Path(checkpoint).exists():
             raise ConfigError(f"resume=True but checkpoint {checkpoint!r} does not exist")
-        ck = load_checkpoint(checkpoint)
-        saved = array_json(ck["loop"])
-        if saved["id"] != loop_id:
-            raise ConfigError(f"cannot resume {checkpoint}: it was written with {saved['id']}, not {loop_id}")
-        state = saved["state"]
-        rng.bit_generator.state = array_json(ck["rng"])
-        method.load_state_dict(unpack_method_state(ck))
+        state = load_loop_checkpoint(checkpoint, method, rng, loop_id, "only epochs may change")
 
     while state["done"] < epochs:
         ep = state["done"] + 1
@@ -177,8 +170,5 @@ def train_online(
         state["history"].append({"epoch": ep, **(dict(evaluate(net)) if evaluate else {})})
         state["done"] = ep
         if checkpoint is not None:
-            arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
-            arrays["loop"] = json_array({"id": loop_id, "state": state})
-            arrays["rng"] = json_array(rng.bit_generator.state)
-            save_checkpoint(checkpoint, arrays)
+            save_loop_checkpoint(checkpoint, method, loop_id, state, rng)
     return list(state["history"])

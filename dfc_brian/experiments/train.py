@@ -494,27 +494,14 @@ def train(
     loop_id = {"seed": seed, "cfg": _comparable(cfg), "max_batches": max_batches}
 
     if resume and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path)
-        saved = array_json(ck["loop"])
-        if saved["id"] != array_json(json_array(loop_id)):
-            diff = [k for k in loop_id if array_json(json_array(loop_id[k])) != saved["id"].get(k)]
-            raise ConfigError(
-                f"cannot resume {ckpt_path}: its {', '.join(diff)} differ(s) from this run "
-                "(only training.epochs may change)"
-            )
-        state = saved["state"]
-        rng.bit_generator.state = array_json(ck["rng"])
-        method.load_state_dict(unpack_method_state(ck))
+        state = load_loop_checkpoint(ckpt_path, method, rng, loop_id, "only training.epochs may change")
 
     t0 = time.perf_counter()
 
     def checkpoint() -> None:
         nonlocal t0
         state["wall_time_s"] += time.perf_counter() - t0
-        arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
-        arrays["loop"] = json_array({"id": loop_id, "state": state})
-        arrays["rng"] = json_array(rng.bit_generator.state)
-        save_checkpoint(ckpt_path, arrays)
+        save_loop_checkpoint(ckpt_path, method, loop_id, state, rng)
         t0 = time.perf_counter()
 
     X, y = ds.train.X, ds.train.y
@@ -601,6 +588,40 @@ def train(
 def _at(epoch: int, k: int, nb: int) -> dict[str, int]:
     """Position of minibatch ``k`` (0-based) for the messages of :func:`guarded_step`."""
     return {"epoch": epoch, "minibatch": k + 1, "n_minibatches": nb}
+
+
+def save_loop_checkpoint(
+    path: str | Path,
+    method: Any,
+    loop_id: Mapping[str, Any],
+    state: Mapping[str, Any],
+    rng: np.random.Generator,
+) -> None:
+    """A training loop's checkpoint (atomic): the method's ``state_dict`` as ``method/<key>`` arrays,
+    ``loop`` (the run's identity ``loop_id`` and the loop ``state``) and the ``rng`` state as JSON.
+    Used by :func:`train` and :func:`dfc_brian.experiments.online.train_online`."""
+    arrays = {f"method/{k}": np.asarray(v) for k, v in method.state_dict().items()}
+    arrays["loop"] = json_array({"id": loop_id, "state": state})
+    arrays["rng"] = json_array(rng.bit_generator.state)
+    save_checkpoint(path, arrays)
+
+
+def load_loop_checkpoint(
+    path: str | Path, method: Any, rng: np.random.Generator, loop_id: Mapping[str, Any], hint: str
+) -> dict[str, Any]:
+    """Restore ``method`` and ``rng`` from :func:`save_loop_checkpoint`'s file; return the loop state.
+
+    Raises ConfigError naming the entries of ``loop_id`` that differ from the checkpoint's
+    (``hint`` says what may change), before anything is restored.
+    """
+    ck = load_checkpoint(path)
+    saved = array_json(ck["loop"])
+    if saved["id"] != array_json(json_array(loop_id)):
+        diff = [k for k in loop_id if array_json(json_array(loop_id[k])) != saved["id"].get(k)]
+        raise ConfigError(f"cannot resume {path}: its {', '.join(diff)} differ(s) from this run ({hint})")
+    rng.bit_generator.state = array_json(ck["rng"])
+    method.load_state_dict(unpack_method_state(ck))
+    return saved["state"]
 
 
 def unpack_method_state(ck: Mapping[str, np.ndarray]) -> dict[str, Any]:
