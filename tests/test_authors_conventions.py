@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from dfc_brian.engines.baselines import dfa_feedback, dfa_gradient, dfa_target_gradient
+from dfc_brian.engines.baselines import dfa_feedback, dfa_gradient
 from dfc_brian.engines.batched import BatchedDFC
 from dfc_brian.engines.methods import make_method
 from dfc_brian.engines.optim import SGD, clip_joint
@@ -69,7 +69,7 @@ def test_target_dfa_equals_the_formula(acts):
     w.b = [0.3 * rng.normal(size=c.shape) for c in w.b]
     X, Y = rng.normal(size=(7, 4)), rng.normal(size=(7, 3))
     Bfb = dfa_feedback(p.network, 11)
-    _, gW, gb = dfa_target_gradient(p.network, w, Bfb, X, Y, 0.05)
+    _, gW, gb = dfa_gradient(p.network, w, Bfb, X, Y, "target", 0.05)
     eW, eb = _dfa_from_formula(w.W, w.b, Bfb, acts, X, Y, 0.05)
     for i in range(3):
         np.testing.assert_allclose(gW[i], eW[i], rtol=1e-12, atol=1e-18)
@@ -83,7 +83,7 @@ def test_target_dfa_is_2_lambda_over_B_times_textbook():
     X, Y = rng.normal(size=(16, 4)), rng.normal(size=(16, 3))
     Bfb = dfa_feedback(p.network, 2)
     lam, n = 0.001, 16
-    _, tW, tb = dfa_target_gradient(p.network, w, Bfb, X, Y, lam)
+    _, tW, tb = dfa_gradient(p.network, w, Bfb, X, Y, "target", lam)
     _, xW, xb = dfa_gradient(p.network, w, Bfb, X, Y)
     for a, c in zip(tW + tb, xW + xb, strict=True):
         np.testing.assert_allclose(a, (2 * lam / n) * c, rtol=1e-12, atol=0)
@@ -104,7 +104,7 @@ def test_dfa_method_uses_the_convention_and_clips_per_tensor():
         m = make_method(_dfa_cfg(dfa_convention=conv, clip=1e-4), seed=0)
         W0 = [x.copy() for x in m.weights.W]
         if conv == "target":
-            _, gW, _ = dfa_target_gradient(m.params.network, m.weights, m.B_fb, X, Y, 0.001)
+            _, gW, _ = dfa_gradient(m.params.network, m.weights, m.B_fb, X, Y, "target", 0.001)
         else:
             _, gW, _ = dfa_gradient(m.params.network, m.weights, m.B_fb, X, Y)
         m.train_step(X, Y)

@@ -60,23 +60,16 @@ def dfa_feedback(spec: NetworkSpec, seed: int | np.random.SeedSequence) -> list[
 
 
 def dfa_gradient(
-    spec: NetworkSpec, weights: Weights, B_fb: list[np.ndarray], X: np.ndarray, y: np.ndarray
-) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """Textbook DFA surrogate gradient (:func:`~dfc_brian.model.mlp.dfa_gradient`)."""
-    return _with_loss(
-        spec, weights, X, y, lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, ff=ff)
-    )
-
-
-def dfa_target_gradient(
     spec: NetworkSpec,
     weights: Weights,
     B_fb: list[np.ndarray],
     X: np.ndarray,
     y: np.ndarray,
-    target_stepsize: float,
+    convention: str = "textbook",
+    target_stepsize: float | None = None,
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-    """The authors' target-based DFA gradient, B_L = I (:func:`~dfc_brian.model.mlp.dfa_gradient`).
+    """DFA surrogate gradient, textbook or the authors' target-based form with B_L = I and
+    lambda = ``target_stepsize`` (:func:`~dfc_brian.model.mlp.dfa_gradient`).
 
     Returns
     -------
@@ -87,5 +80,5 @@ def dfa_target_gradient(
         weights,
         X,
         y,
-        lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, "target", target_stepsize, ff),
+        lambda ff: mlp.dfa_gradient(weights, spec, B_fb, X, y, spec.loss, convention, target_stepsize, ff),
     )

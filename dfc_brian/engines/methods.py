@@ -66,7 +66,7 @@ code's); feedback :math:`g_{Q_i} = \\frac{1}{\\tilde\\sigma^2}\\langle v^A_i[t] 
 (see :meth:`BatchedDFC.sleep_phase`), clipped jointly over every Q_i at ``clip_fb`` (Q_L
 included even when frozen, as the authors' code), then the optimiser (``optimizer_fb``) adds
 ``wd_fb * Q_i`` and steps; BP the exact gradient of the batch-mean loss; DFA the authors'
-target-based gradient (``dfa_convention: target``, :func:`~dfc_brian.engines.baselines.dfa_target_gradient`,
+target-based gradient (``dfa_convention: target``, :func:`~dfc_brian.engines.baselines.dfa_gradient`,
 which needs ``controller.target_stepsize`` in the config) or the textbook one.
 """
 
@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient, dfa_target_gradient
+from dfc_brian.engines.baselines import bp_gradient, dfa_feedback, dfa_gradient
 from dfc_brian.engines.batched import NOISE_METHODS, BatchedDFC
 from dfc_brian.engines.optim import SGD, Adam, clip_joint, clip_per_tensor, make_optimizer
 from dfc_brian.model import mlp
@@ -344,12 +344,15 @@ class DFAMethod(Method):
         self.B_fb = dfa_feedback(params.network, fb_seed)
 
     def train_step(self, X: np.ndarray, y: np.ndarray) -> dict:
-        spec = self.params.network
-        if self.training["dfa_convention"] == "target":
-            lam = self.params.controller.target_stepsize
-            loss, gW, gb = dfa_target_gradient(spec, self.weights, self.B_fb, X, y, lam)
-        else:
-            loss, gW, gb = dfa_gradient(spec, self.weights, self.B_fb, X, y)
+        loss, gW, gb = dfa_gradient(
+            self.params.network,
+            self.weights,
+            self.B_fb,
+            X,
+            y,
+            self.training["dfa_convention"],
+            self.params.controller.target_stepsize,
+        )
         norm = self._apply_forward(gW, gb)
         return {"loss": loss, "grad_norm": norm}
 
