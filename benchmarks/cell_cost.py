@@ -130,6 +130,11 @@ def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path, memor
     return out
 
 
+def _finished_cells(runs: Path) -> set[str]:
+    """Cells with at least one finished run (``<runs>/<cell>/<seed>/results.json``)."""
+    return {p.parent.parent.name for p in runs.glob("*/*/results.json")}
+
+
 def markdown(result: dict, done: set[str] | None = None) -> str:
     """The cost table: one row per cell with its sweep command (``done``: cells with a finished run)."""
     m = result["machine"]
@@ -176,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.markdown:
         result = json.loads(Path(a.out).read_text())
-        done = {p.parent.parent.name for p in Path(a.runs).glob("*/*/results.json")}
-        Path(a.out).with_suffix(".md").write_text(markdown(result, done))
+        Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(Path(a.runs))))
         print(f"wrote {Path(a.out).with_suffix('.md')}")
         return 0
     paths = sorted(p for p in (ROOT / "models/table1").glob("*.yaml") if fnmatch.fnmatch(p.stem, a.cells))
@@ -210,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine, "k": a.k, "cells": rows}
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    done = {p.parent.parent.name for p in Path(a.runs).glob("*/*/results.json")}
-    Path(a.out).with_suffix(".md").write_text(markdown(result, done))
+    Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(Path(a.runs))))
     print(f"wrote {a.out} and its .md table")
     return 0
 
