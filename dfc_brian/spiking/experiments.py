@@ -59,6 +59,19 @@ def init_student(sizes: tuple[int, ...], seed: int, gain: float) -> Weights:
     return Weights(W, b, weight_product_Q(W))
 
 
+def toy_task(
+    sizes: tuple[int, ...], cfg: Mapping[str, Any], seed: int, n_train: int, n_test: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Weights]:
+    """The student-teacher task of a toy config and the student's initial weights, for ``seed``:
+    teacher seed ``data.teacher_seed`` (default 1000) + seed, gain ``data.teacher_gain`` (3.0),
+    student gain ``training.init_gain`` (2.0)."""
+    da, tr = cfg.get("data", {}), cfg.get("training", {})
+    Xtr, Ytr, Xte, Yte = positive_student_teacher(
+        sizes, int(da.get("teacher_seed", 1000)) + seed, n_train, n_test, float(da.get("teacher_gain", 3.0))
+    )
+    return Xtr, Ytr, Xte, Yte, init_student(sizes, seed, float(tr.get("init_gain", 2.0)))
+
+
 def positive_student_teacher(
     sizes: tuple[int, ...], seed: int, n_train: int, n_test: int, gain: float = 3.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -213,7 +226,7 @@ def population(
     and the control metrics (:func:`control_metrics`) per n_pop and seed, and the rate limit
     (on ``rate_seeds``). ``trace_dir``: also write each run's control traces there (npz)."""
     p0, cfg = load(config)
-    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    tr = cfg.get("training", {})
     n_train = int(n_train or tr.get("n_train", 300))
     n_test = int(tr.get("n_test", 200))
     runs = ([(1, "rate")] if rate_seeds else []) + [(n, "spiking") for n in n_pops]
@@ -225,11 +238,7 @@ def population(
         rows: dict[str, list[float]] = {k: [] for k in keys}
         curves = []
         for s in seeds if mode == "spiking" else rate_seeds:
-            Xtr, Ytr, Xte, Yte = positive_student_teacher(
-                p0.sizes, int(da.get("teacher_seed", 1000)) + s, n_train, n_test,
-                float(da.get("teacher_gain", 3.0)),
-            )  # fmt: skip
-            w0 = init_student(p0.sizes, s, float(tr.get("init_gain", 2.0)))
+            Xtr, Ytr, Xte, Yte, w0 = toy_task(p0.sizes, cfg, s, n_train, n_test)
             p = p0.replace(mode=mode, seed=s, n_pop=n)
             r = online_run(
                 p, w0, Xtr, Ytr, Xte, Yte, every, build_dir=f"/tmp/dfc_spk_pop_{tag}",
@@ -269,7 +278,7 @@ def student_teacher(
     p0, cfg = load(config)
     if overrides:
         p0 = p0.replace(**overrides)
-    tr, da = cfg.get("training", {}), cfg.get("data", {})
+    tr = cfg.get("training", {})
     n_train = int(n_train or tr.get("n_train", 300))
     n_test = int(n_test or tr.get("n_test", 200))
     result: dict[str, Any] = {
@@ -281,14 +290,7 @@ def student_teacher(
     for mode in modes:
         losses, walls, finals = [], [], []
         for s in seeds:
-            Xtr, Ytr, Xte, Yte = positive_student_teacher(
-                p0.sizes,
-                int(da.get("teacher_seed", 1000)) + s,
-                n_train,
-                n_test,
-                float(da.get("teacher_gain", 3.0)),
-            )
-            w0 = init_student(p0.sizes, s, float(tr.get("init_gain", 2.0)))
+            Xtr, Ytr, Xte, Yte, w0 = toy_task(p0.sizes, cfg, s, n_train, n_test)
             p = p0.replace(mode=mode, seed=s)
             r = online_run(
                 p, w0, Xtr, Ytr, Xte, Yte, every, target=target, build_dir=f"/tmp/dfc_spk_{mode}_{s}"
@@ -420,7 +422,6 @@ def tradeoff(
     """Test loss after ``n_train`` samples against rho_max (= rho_in) and the time per sample
     (controller and plasticity windows scaled with T_sample), cpp_standalone."""
     p0, cfg = load(config)
-    tr, da = cfg.get("training", {}), cfg.get("data", {})
     loss = np.zeros((len(rhos), len(T_samples), len(seeds)))
     wall = np.zeros_like(loss)
     for a, rho in enumerate(rhos):
@@ -431,14 +432,7 @@ def tradeoff(
                 t_plastic=p0.t_plastic * k,
             )  # fmt: skip
             for s_i, s in enumerate(seeds):
-                Xtr, Ytr, Xte, Yte = positive_student_teacher(
-                    p.sizes,
-                    int(da.get("teacher_seed", 1000)) + s,
-                    n_train,
-                    200,
-                    float(da.get("teacher_gain", 3.0)),
-                )
-                w0 = init_student(p.sizes, s, float(tr.get("init_gain", 2.0)))
+                Xtr, Ytr, Xte, Yte, w0 = toy_task(p.sizes, cfg, s, n_train, 200)
                 r = online_run(
                     p.replace(seed=s), w0, Xtr, Ytr, Xte, Yte, n_train, build_dir=f"/tmp/dfc_spk_tradeoff_{s}"
                 )
@@ -497,15 +491,7 @@ def sleep(
     p0, cfg = load(config)
     if overrides:
         p0 = p0.replace(**overrides)
-    tr, da = cfg.get("training", {}), cfg.get("data", {})
-    Xtr, _, Xte, _ = positive_student_teacher(
-        p0.sizes,
-        int(da.get("teacher_seed", 1000)) + seed,
-        n_samples,
-        n_angle,
-        float(da.get("teacher_gain", 3.0)),
-    )
-    w = init_student(p0.sizes, seed, float(tr.get("init_gain", 2.0)))
+    Xtr, _, Xte, _, w = toy_task(p0.sizes, cfg, seed, n_samples, n_angle)
     w0 = Weights(w.W, w.b, random_Q(p0.sizes, seed))
     JT = jacobian_T(w0.W, w0.b, Xte)
     out: dict[str, Any] = {"n_samples": n_samples, "seed": seed, "params": p0.to_dict()}
