@@ -345,6 +345,7 @@ def mnist(
     root: str | None = None,
     build_dir: str = "/tmp/dfc_spk_mnist",
     mode: str | None = None,
+    dt: float | None = None,
 ) -> dict[str, Any]:
     """Online MNIST on cpp_standalone: test accuracy (10 000 images, expected output of the
     learned weights) at checkpoints, the untrained accuracy, and optionally a spiking readout
@@ -352,7 +353,8 @@ def mnist(
 
     ``mode='rate'`` is the rate baseline on the identical protocol: the same samples in the same
     order, the same initial weights, time per sample, windows and eta, with every spike train
-    replaced by its expected rate (no spiking readout then)."""
+    replaced by its expected rate (no spiking readout then). ``dt`` (ms) overrides the config's
+    integration step (the rate baseline runs at 0.5 ms: it has no spikes to resolve)."""
     p, cfg = load(config)
     tr = cfg.get("training", {})
     n_train = int(n_train or tr.get("n_train", 2000))
@@ -360,6 +362,8 @@ def mnist(
     p = p.replace(seed=seed, eta_hidden_scale=0.0 if freeze_hidden else p.eta_hidden_scale)
     if mode is not None:
         p = p.replace(mode=mode)
+    if dt is not None:
+        p = p.replace(dt=float(dt))
     if p.mode == "rate":
         n_readout = 0  # no spikes to count
     xtr, ltr, xte, lte = load_mnist(root)
