@@ -13,7 +13,12 @@ the authors' MNIST settings of ``models/table1/mnist_dfc.yaml``):
   same with today's ``noise_method='box_muller'`` (the baseline draws its own way);
 - ``dfc``: one DFC controlled phase (T 1000, float64, time-averaged update);
 - ``dfc_stat``: the same with today's stationary finish (``--stationary-tol``) against the
-  baseline's full integration (angle of the updates reported).
+  baseline's full integration (angle of the updates reported);
+- ``dfc_block``: the same with today's block summation of the update's second-order part
+  (``exact=False``, the Table-1 DFC configs' ``exact_dfc: false``) against the baseline's exact
+  sums; ``dfc32_block``: the same with the whole engine in float32 (the baseline in float32
+  too), and ``dfc32_block_vs_base_float64`` against the baseline's float64 ``dfc`` (angle to
+  the float64 update reported).
 
 Equality is checked only where the mathematics is the same on both sides: the DFC-SSA update
 and the DFC update (relative difference), and the sleep phase's trajectories with explicit
@@ -57,7 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 B = 128
 SIZES = [784, 256, 256, 256, 10]
 ACTS = ["tanh", "tanh", "tanh", "linear"]
-TASKS = ("ssa", "sleep", "sleep32", "sleep_bm", "sleep32_bm", "dfc", "dfc_stat")
+TASKS = ("ssa", "sleep", "sleep32", "sleep_bm", "sleep32_bm", "dfc", "dfc_stat", "dfc_block", "dfc32_block")
+DFC_TASKS = ("dfc", "dfc_stat", "dfc_block", "dfc32_block")
 REPEATS = {
     "ssa": 20,
     "sleep": 5,
@@ -66,6 +72,8 @@ REPEATS = {
     "sleep32_bm": 5,
     "dfc": 1,
     "dfc_stat": 1,
+    "dfc_block": 1,
+    "dfc32_block": 1,
 }  # timed calls per worker (the minimum is kept)
 
 
@@ -179,24 +187,30 @@ def worker(args: argparse.Namespace) -> None:
         for i in range(L):
             outputs[f"sleep_vA{i}"] = res.v_apical[i]
             outputs[f"sleep_dQ{i}"] = fast.dQ[i]
-    for task in ("dfc", "dfc_stat"):
+    for task in DFC_TASKS:
         if task not in tasks:
             continue
+        e = BatchedDFC(p, w, dtype=np.float32) if "32" in task else eng
         r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
         kw = {}
-        if task == "dfc_stat" and "stationary_tol" in inspect.signature(eng.controlled_phase).parameters:
+        params = inspect.signature(e.controlled_phase).parameters
+        if task == "dfc_stat" and "stationary_tol" in params:
             kw["stationary_tol"] = args.stationary_tol  # the baseline has no such option: exact
+        if task.endswith("_block") and "exact" in params:
+            kw["exact"] = False  # the baseline has no such option: exact sums
         box = {}
 
-        def dfc(kw=kw, r_star=r_star, box=box):
-            box["res"] = eng.controlled_phase(X, r_star, **kw)
+        def dfc(e=e, kw=kw, r_star=r_star, box=box):
+            box["res"] = e.controlled_phase(X, r_star, **kw)
 
-        ts = []
+        ts, cs = [], []
         for _ in range(REPEATS[task]):  # no warm-up: 999 steps are warm enough
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             dfc()
             ts.append(time.perf_counter() - t0)
+            cs.append(time.process_time() - c0)
         times[task] = ts
+        cpu_times[task] = cs
         for i in range(L):
             outputs[f"dfc_dW{i}"] = box["res"].dW_dfc[i]
             outputs[f"dfc_db{i}"] = box["res"].db_dfc[i]
@@ -369,11 +383,18 @@ def main() -> None:
         for task in tasks:
             a = np.load(last[("base", task)])
             b = np.load(last[("new", task)])
-            if task in ("ssa", "dfc", "dfc_stat"):
+            if task == "ssa" or task in DFC_TASKS:
                 checks[task] = {"max_rel_diff_update": max(rel_diff(b[k], a[k]) for k in a.files)}
                 if task != "ssa":
                     checks[task]["angle_deg"] = angle_deg([a[k] for k in a.files], [b[k] for k in a.files])
                     checks[task]["steps_simulated_new"] = steps_new.get(task)
+                if task == "dfc32_block" and ("base", "dfc") in last:  # against the float64 baseline
+                    a64 = np.load(last[("base", "dfc")])
+                    checks[task]["angle_deg_vs_base_float64"] = angle_deg(
+                        [a64[k] for k in a64.files], [b[k] for k in a64.files]
+                    )
+                    rel64 = max(rel_diff(b[k], a64[k]) for k in a64.files)
+                    checks[task]["max_rel_diff_vs_base_float64"] = rel64
             else:
                 L = len(SIZES) - 1
                 T = a["sleep_u"].shape[1]
@@ -393,19 +414,18 @@ def main() -> None:
         if cb and cn:  # CPU time of the process (all its threads): less sensitive to the load
             cb, cn = statistics.median(cb), statistics.median(cn)
             ratios[task].update(base_cpu_median_s=cb, new_cpu_median_s=cn, speedup_cpu=cb / cn)
-    for t32 in ("sleep32", "sleep32_bm"):  # today's float32 sleep phase against the float64 baseline
-        if "sleep" not in ratios or t32 not in ratios:
+    for ref, t32 in (("sleep", "sleep32"), ("sleep", "sleep32_bm"), ("dfc", "dfc32_block")):
+        # today's float32 path against the float64 baseline
+        if ref not in ratios or t32 not in ratios:
             continue
         key = f"{t32}_vs_base_float64"
         ratios[key] = {
-            "base_median_s": ratios["sleep"]["base_median_s"],
+            "base_median_s": ratios[ref]["base_median_s"],
             "new_median_s": ratios[t32]["new_median_s"],
-            "speedup": ratios["sleep"]["base_median_s"] / ratios[t32]["new_median_s"],
+            "speedup": ratios[ref]["base_median_s"] / ratios[t32]["new_median_s"],
         }
-        if "speedup_cpu" in ratios["sleep"] and "speedup_cpu" in ratios[t32]:
-            ratios[key]["speedup_cpu"] = (
-                ratios["sleep"]["base_cpu_median_s"] / ratios[t32]["new_cpu_median_s"]
-            )
+        if "speedup_cpu" in ratios[ref] and "speedup_cpu" in ratios[t32]:
+            ratios[key]["speedup_cpu"] = ratios[ref]["base_cpu_median_s"] / ratios[t32]["new_cpu_median_s"]
     result = {
         "benchmark": "paired speed, baseline engine vs today's, per MNIST minibatch (issue 9)",
         "command": " ".join([Path(sys.executable).name] + sys.argv),

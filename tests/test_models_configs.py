@@ -120,13 +120,15 @@ SECTION_OF = {
 NOT_FIELDS = ("authors_file", "note")
 # Keys a YAML may carry beyond the authors' values: the project's own settings (spec tolerance,
 # controller form, the authors' joint feedback clip, the epoch order, the DFA convention and its
-# lambda, which table1.json leaves implicit: 0.001 in every Table-1 DFA config, spec section 2).
+# lambda, which table1.json leaves implicit: 0.001 in every Table-1 DFA config, spec section 2;
+# the DFC update's block summation, an implementation setting).
 PROJECT_KEYS = {
     "convergence.tol",
     "controller.form",
     "training.clip_fb",
     "training.extra_sleep_mode",
     "training.dfa_convention",
+    "training.exact_dfc",
 }
 # ``clip: null`` must be written out (absent means the default 1.0); every other null is absent.
 EXPLICIT_NULL = {"training.clip"}
