@@ -3,6 +3,8 @@ the Urbanczik-Senn-form rule against the project's rate model (numpy target, sec
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -215,3 +217,17 @@ def test_spiking_sleep_phase_aligns_random_Q_with_J_transpose():
     before = np.mean([ex.angle_deg(np.vstack(ex.random_Q(sizes, 0)), j) for j in JT])
     after = sleep_angle(10.0)
     assert before - after > 8.0, (before, after)
+
+
+def test_save_writes_arrays_scalars_and_provenance(tmp_path):
+    from dfc_brian.spiking import experiments as ex
+
+    npz, js = ex.save(
+        {"loss": np.array([0.5, 0.25]), "n_train": 3, "params": {"rho_max": 200.0}}, tmp_path / "r"
+    )
+    np.testing.assert_array_equal(np.load(npz, allow_pickle=False)["loss"], [0.5, 0.25])
+    doc = json.loads(js.read_text())
+    assert doc["n_train"] == 3 and doc["loss"] == [0.5, 0.25] and doc["params"] == {"rho_max": 200.0}
+    assert set(doc["versions"]) >= {"python", "numpy", "brian2"} and "git_sha" in doc and "git_dirty" in doc
+    _, js2 = ex.save({"git_sha": "abc", "x": 1}, tmp_path / "s")  # a result's own provenance is kept
+    assert json.loads(js2.read_text())["git_sha"] == "abc"

@@ -48,7 +48,7 @@ Implementation notes:
   gathered for ``ACCUMULATION_CHUNK`` steps and summed with one (n_i x kB) @ (kB x n_{i-1})
   matmul (faster than k small ones). Sums are kept in float64 in both precisions.
   ``controlled_phase(exact=False)`` (the Table-1 DFC configs' ``exact_dfc: false``) splits each
-  term :math:`d_t (r^-_{i-1} + \delta r_{i-1,t})^T` into its first-order part, summed over time
+  term :math:`d_t (r^-_{i-1} + \\delta r_{i-1,t})^T` into its first-order part, summed over time
   first (one GEMM at the end, exact), and its second-order part (~1e-4 of the sum at the MNIST
   settings), summed per block of 16 steps as a product of block sums: no per-step update GEMM.
 - Samples that fail the convergence test are removed afterwards by re-integrating the smaller

@@ -310,12 +310,18 @@ def student_teacher(
 
 
 def save(result: Mapping[str, Any], stem: str | Path) -> tuple[Path, Path]:
-    """npz (arrays) + JSON (scalars, lists, params) under ``stem``."""
+    """npz (arrays) + JSON (scalars, lists, params) under ``stem``; the JSON also carries the
+    provenance of :func:`~dfc_brian.experiments.results.run_metadata` (git SHA, dirty flag,
+    versions, platform) unless the result brings its own ``git_sha``."""
+    from dfc_brian.experiments.results import run_metadata
+
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v) for k, v in result.items() if isinstance(v, np.ndarray)}
     np.savez_compressed(stem.with_suffix(".npz"), **arrays)
     doc = {k: v for k, v in result.items() if not isinstance(v, (np.ndarray, Weights))}
+    if "git_sha" not in doc:
+        doc.update(run_metadata())
     doc.update({k: np.asarray(v).tolist() for k, v in arrays.items() if np.asarray(v).size <= 64})
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=1, default=float))
     return stem.with_suffix(".npz"), stem.with_suffix(".json")
