@@ -394,6 +394,12 @@ def test_cpp_standalone_built_once_equals_runtime(tmp_path):
     b1 = sa.controlled_phase(X1, y1, record=("v_soma", "u"))
     b2 = sa.controlled_phase(X2, y2, record=("v_soma", "u"))  # re-run with run_args, no rebuild
     assert sa._standalone_sim.built and sa.n_builds == 1
+    import brian2
+
+    from dfc_brian.network.build import usable_cores
+
+    # compiled with one make job per core, not brian2's unbounded "make -j"
+    assert brian2.prefs.devices.cpp_standalone.extra_make_args_unix == [f"-j{usable_cores()}"]
     for a, b in ((a1, b1), (a2, b2)):
         np.testing.assert_allclose(b.v_soma[2], a.v_soma[2], atol=1e-12)
         np.testing.assert_allclose(b.u, a.u, atol=1e-12)

@@ -391,6 +391,7 @@ class _Simulation:
             self.directory = owner.directory or tempfile.mkdtemp(prefix="dfc_brian_standalone_")
             b2.set_device("cpp_standalone", build_on_run=False, directory=self.directory)
             b2.prefs.devices.cpp_standalone.openmp_threads = owner.threads
+            net.limit_make_jobs(b2)
         else:
             b2.set_device("runtime")
             b2.prefs.codegen.target = owner.target

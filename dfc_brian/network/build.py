@@ -24,6 +24,7 @@ Layer indices are 0-based: layer ``i`` is paper layer ``i + 1`` (Brian2 names it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,25 @@ ORDER = {
     "learning_signal": 9,  # delta = phi(v) - phi(v_B), bias plasticity
     "plasticity": 10,  # forward weight plasticity and update accumulators
 }
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def limit_make_jobs(b2) -> list[str]:  # noqa: ANN001 - the brian2 module
+    """Compile cpp_standalone projects with one ``make`` job per usable core.
+
+    Brian2's default, ``make -j`` without a number, starts every compiler at once: 72 ``cc1plus``
+    on the 2-core development machine (load average 64, other jobs starved). Returns the make
+    arguments set in ``prefs.devices.cpp_standalone.extra_make_args_unix``.
+    """
+    args = [f"-j{usable_cores()}"]
+    b2.prefs.devices.cpp_standalone.extra_make_args_unix = args
+    return args
 
 
 def layer_order(i: int, key: str) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from dfc_brian.model.params import ConfigError
 from dfc_brian.model.weights import Weights
+from dfc_brian.network.build import limit_make_jobs
 from dfc_brian.spiking import equations as eq
 from dfc_brian.spiking.params import SpikingParams, namespace
 
@@ -113,6 +114,7 @@ class SpikingDFC:
             if isinstance(b2.get_device(), CPPStandaloneDevice):
                 b2.device.reinit()  # a second network in the same process
             b2.set_device("cpp_standalone", directory=self.build_dir, build_on_run=False)
+            limit_make_jobs(b2)
         else:
             b2.set_device("runtime")
             b2.prefs.codegen.target = self.target
