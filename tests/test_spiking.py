@@ -231,3 +231,48 @@ def test_save_writes_arrays_scalars_and_provenance(tmp_path):
     assert set(doc["versions"]) >= {"python", "numpy", "brian2"} and "git_sha" in doc and "git_dirty" in doc
     _, js2 = ex.save({"git_sha": "abc", "x": 1}, tmp_path / "s")  # a result's own provenance is kept
     assert json.loads(js2.read_text())["git_sha"] == "abc"
+
+
+def test_sleep_wake_schedule_counts():
+    from dfc_brian.spiking import experiments as ex
+
+    s = ex.sleep_wake_schedule(n_train=5, n_sleep0=2, wake_block=2, n_sleep=3)
+    np.testing.assert_array_equal(s.astype(int), [1, 1, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 0])
+    s = ex.sleep_wake_schedule(n_train=300, n_sleep0=60, wake_block=25, n_sleep=10)
+    assert (~s).sum() == 300 and s.sum() == 60 + 11 * 10 and not s[-25:].any()
+    with pytest.raises(ConfigError, match="wake_block"):
+        ex.sleep_wake_schedule(10, 1, 0, 1)
+
+
+def test_interleaved_sleep_learns_Q_only_in_sleep_and_W_only_in_wake():
+    """One network, schedule sleep, sleep, wake, wake, sleep, wake, wake (numpy target, 40 ms
+    samples): between consecutive checkpoints Q changes exactly in the sleep samples and W, b
+    exactly in the wake samples; the wake count and a network without sleep refusing to sleep."""
+    from dfc_brian.spiking import experiments as ex
+
+    sizes = (3, 4, 2)
+    p = SpikingParams(
+        sizes=sizes, dt=0.5, tau_v=0.5, tau_A=0.5, rho_max=400.0, rho_in=400.0, T_sample=40.0,
+        t_settle=10.0, t_avg=5.0, t_plastic=15.0, dt_plasticity=0.5, eta=5.0, seed=3, sleep_sigma=0.8,
+        sleep_eta_Q=10.0,
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    W = [rng.normal(0, 1.0, (4, 3)), rng.normal(0, 1.0, (2, 4))]
+    w0 = Weights(W, [np.zeros(4), np.zeros(2)], ex.random_Q(sizes, 0))
+    X, Y = rng.uniform(0, 1, (4, 3)), rng.uniform(0, 1, (4, 2))
+    asleep = ex.sleep_wake_schedule(4, 2, 2, 1)
+    r = ex.online_sleep_wake(p, w0, X, Y, X, Y, asleep, 1, target="numpy", n_angle=4)
+    np.testing.assert_array_equal(r["schedule_samples"], np.arange(8))
+    np.testing.assert_array_equal(r["samples"], [0, 0, 0, 1, 2, 2, 3, 4])
+    ck = r["ckpts"]
+    for k, sleeping in enumerate(asleep):
+        a, b = ck[k], ck[k + 1]
+        dQ = max(np.abs(qa - qb).max() for qa, qb in zip(a.Q, b.Q))
+        dW = max(np.abs(x - y).max() for x, y in zip(a.W + a.b, b.W + b.b))
+        if sleeping:
+            assert dQ > 1e-4 and dW == 0.0, (k, dQ, dW)
+        else:
+            assert dW > 1e-4 and dQ == 0.0, (k, dQ, dW)
+    net = SpikingDFC(p, w0)
+    with pytest.raises(ConfigError, match="sleep=True"):
+        net.run(X, Y, asleep=asleep[:4])

@@ -89,9 +89,10 @@ dv_soma/dt = (v_basal + v_apical - v_soma)/tau_v : 1  # soma: both dendrites, le
 v_basal = I_basal + b : 1                       # basal compartment: prediction of the somatic drive
 dI_basal/dt = (I_rate - I_basal)/tau_s : 1      # W PSP_pre: spikes jump it on_pre by w/(rho_pre tau_s)
 I_rate : 1                                      # rate mode only: W f(v_pre), summed (0 with spikes)
-dv_apical/dt = (I_apical + noise_A - v_apical)/tau_A : 1  # apical: low-pass of Q u (+ noise in sleep)
+dv_apical/dt = (I_apical + asleep*noise_A - v_apical)/tau_A : 1  # apical: low-pass of Q u (+ noise in sleep)
 I_apical : 1                                    # Q u, summed over the feedback synapses
-dnoise_A/dt = -noise_A/tau_bg : 1               # apical background input (sleep phase only, else 0)
+dnoise_A/dt = -noise_A/tau_bg : 1               # apical background input (sleep networks only, else 0)
+asleep = sleep_input(t - t_run0) : 1           # 1 in a sleep sample, 0 in a wake sample
 fr = F(v_soma) : 1                              # expected normalised rate f(v_soma)
 fr_basal = F(v_basal) : 1                       # basal prediction f(v_B) of the normalised rate
 dpsp/dt = ((1 - spiking)*fr - psp)/tau_s : 1    # own spike train / rho, filtered (tau_s): PSP_pre
@@ -99,7 +100,8 @@ dr_filt/dt = ((1 - spiking)*fr - r_filt)/tau_r : 1  # own spike train / rho, fil
 t_in = t - T_sample*floor((t + 0.5*dt)/T_sample) : second  # time since the sample started
 avg_window = int(t_in >= t_settle - t_avg)*int(t_in < t_settle) : 1  # where r^- is measured
 dr_ff/dt = avg_window*fr_basal/t_avg : 1        # r^- of this sample: mean f(v_B) before control
-plastic = learn_input(t - t_run0)*int(t_in >= t_plastic) : 1  # plasticity gate
+plastic_window = int(t_in >= t_plastic) : 1    # plasticity window of a sample
+plastic = learn_input(t - t_run0)*(1 - asleep)*plastic_window : 1  # forward plasticity gate (wake)
 db/dt = eta*plastic*((1 - spiking)*fr - fr_basal) : 1  # bias: continuous part of the rule
 rho : Hz (constant)                             # maximal rate rho_max
 eta : Hz (constant)                             # learning rate 1/tau_W of this layer
@@ -136,10 +138,13 @@ def population_draw(n_pop: int) -> str:
 # Controller: analog PI, one unit per output neuron, reads the filtered output spike trains
 # ---------------------------------------------------------------------------------------------
 CONTROLLER_EQS = """
-du_int/dt = gate*(e_out - alpha*u)/tau_u : 1    # integral part (code form: the leak acts on u)
-u = gate*(u_int + k_p*e_out) : 1                # control signal, sent to all apical compartments via Q
+du_int/dt = gate*(e_out - alpha_now*u)/tau_u : 1  # integral part (code form: the leak acts on u)
+u = gate*(u_int + k_p_now*e_out) : 1            # control signal, sent to all apical compartments via Q
 e_out = r_star - r_L : 1                        # output error e = r_L* - r_L (`e` is reserved)
-r_star = r_ff + lam_eff*(y_input(t - t_run0, i) - r_ff) : 1  # target r^- - lambda dL/dr (MSE)
+r_star = r_ff + (1 - asleep)*lam_eff*(y_input(t - t_run0, i) - r_ff) : 1  # r^- - lambda dL/dr (sleep: r^-)
+asleep = sleep_input(t - t_run0) : 1           # 1 in a sleep sample: sleep gains, no target step
+k_p_now = (1 - asleep)*k_p + asleep*k_p_sleep : 1
+alpha_now = (1 - asleep)*alpha + asleep*alpha_sleep : 1
 r_L : 1 (linked)                                # output spike trains, filtered (r_filt of layer L)
 r_ff : 1 (linked)                               # output feedforward rate r^- of this sample
 t_in = t - T_sample*floor((t + 0.5*dt)/T_sample) : second  # time since the sample started
@@ -170,13 +175,18 @@ FORWARD_CONTINUOUS = "w += eta_post*plastic_post*dt_plast*((1 - spiking)*fr_post
 # synapse: excitatory and inhibitory trains at rho_bg each (N_BACKGROUND neurons per polarity,
 # Brian2's PoissonInput: a binomial count per step) jump noise_A by +-J_bg and decay with
 # tau_bg, so noise_A has mean 0, std sigma = J_bg sqrt(rho_bg tau_bg) and correlation time
-# tau_bg (J_bg = SpikingParams.sleep_jump). The network sees its own input (spikes as usual),
-# forward plasticity is off (eta = 0), the controller's target is the feedforward output
-# (lambda = 0, r* = r^-) with the sleep gains k_p, alpha. Q learns by the rate model's
-# anti-Hebbian rule on the apical voltage, continuously in the layer's plasticity window:
+# tau_bg (J_bg = SpikingParams.sleep_jump). Sleep and wake are per-sample flags (the TimedArray
+# sleep_input, `asleep` in the groups), so one network can alternate them: in a sleep sample the
+# noise reaches the apical compartment, the network sees its own input (spikes as usual), forward
+# plasticity is off, the controller's target is the feedforward output (lambda = 0, r* = r^-) with
+# the sleep gains k_p_sleep, alpha_sleep, and Q learns by the rate model's anti-Hebbian rule on
+# the apical voltage, continuously in the sample's plasticity window:
 #     dQ_i/dt = eta_Q (-v^A_i u^T / sigma^2 - beta Q_i)      (every dt_plast ms)
+# In a wake sample Q is fixed and everything is as in a network without sleep.
 N_BACKGROUND = 100  # background neurons per polarity and neuron, each at rho_bg / N_BACKGROUND
-FEEDBACK_SLEEP = "Q += eta_Q*plastic_post*dt_plast*(-v_apical_post*u_pre/sigma2 - beta_Q*Q)"
+FEEDBACK_SLEEP = (
+    "Q += eta_Q*asleep_post*plastic_window_post*dt_plast*(-v_apical_post*u_pre/sigma2 - beta_Q*Q)"
+)
 
 # Feedback Q_i: continuous coupling through a summed variable, as the gap-junction example.
 FEEDBACK = """

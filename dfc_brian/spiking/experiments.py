@@ -537,3 +537,177 @@ def sleep(
         for mode, Qs in finals.items():
             out[f"{mode}_angle_rate_final"] = np.array([angle_deg(Q, ref) for Q in Qs])
     return out
+
+
+def sleep_wake_schedule(n_train: int, n_sleep0: int, wake_block: int, n_sleep: int) -> np.ndarray:
+    """Per-sample sleep flags (bool) of an interleaved run: ``n_sleep0`` sleep samples, then
+    blocks of ``wake_block`` wake (training) samples, each block but the last followed by
+    ``n_sleep`` sleep samples; ``n_train`` wake samples in all."""
+    for name, v, lo in (("n_train", n_train, 1), ("n_sleep0", n_sleep0, 0), ("wake_block", wake_block, 1),
+                        ("n_sleep", n_sleep, 0)):  # fmt: skip
+        if int(v) != v or v < lo:
+            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
+    flags = [np.ones(n_sleep0, bool)]
+    for start in range(0, n_train, wake_block):
+        flags.append(np.zeros(min(wake_block, n_train - start), bool))
+        if start + wake_block < n_train:
+            flags.append(np.ones(n_sleep, bool))
+    return np.concatenate(flags)
+
+
+def _mean_angle_JT(Q: list[np.ndarray], W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray) -> float:
+    """Angle (degrees) between the stacked Q and J^T at the weights (W, b), mean over the inputs X."""
+    JT = jacobian_T(W, b, X)
+    Qs = np.vstack(Q)
+    return float(np.mean([angle_deg(Qs, j) for j in JT]))
+
+
+def online_sleep_wake(
+    p: SpikingParams,
+    w0: Weights,
+    Xtr: np.ndarray,
+    Ytr: np.ndarray,
+    Xte: np.ndarray,
+    Yte: np.ndarray,
+    asleep: np.ndarray,
+    every: int,
+    target: str = "cpp_standalone",
+    build_dir: str = "/tmp/dfc_spk_sleepwake",
+    n_angle: int = 100,
+) -> dict[str, Any]:
+    """Online learning with sleep phases interleaved, in one run of one network
+    (``SpikingDFC(sleep=True)``): the per-sample flags ``asleep`` (:func:`sleep_wake_schedule`)
+    mark sleep samples (apical noise, Q learned by the anti-Hebbian rule, W fixed; their inputs are
+    drawn from ``Xtr``, seed ``p.seed``) and wake samples (``Xtr``, ``Ytr`` in order; W learned
+    with the current Q, Q fixed). Every ``every`` samples of the schedule: the number of wake
+    samples so far, the test loss of the expected output and the angle between the stacked Q and
+    :math:`J^T` at the current weights (mean over ``n_angle`` test inputs)."""
+    asleep = np.asarray(asleep, bool)
+    n_tr = Xtr.shape[0]
+    if int((~asleep).sum()) != n_tr:
+        raise ConfigError(f"asleep has {int((~asleep).sum())} wake samples, Xtr has {n_tr}")
+    N = asleep.size
+    rng = np.random.default_rng(p.seed)
+    X = np.zeros((N, Xtr.shape[1]))
+    Y = np.zeros((N, Ytr.shape[1]))
+    X[~asleep], Y[~asleep] = Xtr, Ytr
+    X[asleep] = Xtr[rng.integers(0, n_tr, int(asleep.sum()))]
+    net = SpikingDFC(p, w0, target=target, record_weights_every=every, build_dir=build_dir, sleep=True)
+    t0 = time.perf_counter()
+    out = net.run(X, Y, learn=True, control=True, asleep=asleep)  # the network gates W off in sleep
+    wall = time.perf_counter() - t0
+    L = p.n_layers
+    w1 = net.get_weights()
+    g = np.round(out["ckpt_t_ms"] / p.T_sample).astype(int)  # schedule samples before each checkpoint
+    ckpts = [
+        Weights(
+            [out[f"ckpt_W{i}"][k] for i in range(L)],
+            [out[f"ckpt_b{i}"][k] for i in range(L)],
+            [out[f"ckpt_Q{i}"][k] for i in range(L)],
+        )
+        for k in range(g.size)
+    ]
+    if g[-1] < N:
+        g, ckpts = np.r_[g, N], [*ckpts, w1]
+    wake_before = np.r_[0, np.cumsum(~asleep)]
+    Xa = Xte[:n_angle]
+    return {
+        "schedule_samples": g,
+        "samples": wake_before[g],
+        "asleep": asleep,
+        "test_loss": np.array([mse(feedforward(w.W, w.b, Xte), Yte) for w in ckpts]),
+        "angle_JT": np.array([_mean_angle_JT(w.Q, w.W, w.b, Xa) for w in ckpts]),
+        "Q_norm": np.array([np.linalg.norm(np.vstack(w.Q)) for w in ckpts]),
+        "final_test_loss": mse(feedforward(w1.W, w1.b, Xte), Yte),
+        "wall_s": wall,
+        "sim_s": N * p.T_sample * 1e-3,
+        "weights": w1,
+        "ckpts": ckpts,
+    }
+
+
+def sleep_wake(
+    config: str = "toy_student_teacher",
+    seeds: tuple[int, ...] = (0, 1, 2),
+    n_train: int | None = None,
+    n_test: int | None = None,
+    n_sleep0: int = 60,
+    wake_block: int = 25,
+    n_sleep: int = 10,
+    every: int = 5,
+    variants: tuple[str, ...] = ("learned", "fixed", "random"),
+    sleep_sigma: float = 0.8,
+    sleep_eta_Q: float = 8.0,
+    n_angle: int = 100,
+    target: str = "cpp_standalone",
+    overrides: Mapping[str, Any] | None = None,
+    partial_stem: str | Path | None = None,
+) -> dict[str, Any]:
+    """Spiking DFC end to end with feedback learned by spikes, on the student-teacher task.
+
+    Per seed, the same training samples and the same initial W and b (:func:`toy_task`), test loss
+    after ``n_train`` online samples with
+
+    - ``learned``: Q from :func:`random_Q`, learned by ``n_sleep0`` sleep samples before learning
+      and ``n_sleep`` sleep samples after every ``wake_block`` wake samples
+      (:func:`online_sleep_wake`, one network; sleep noise ``sleep_sigma``, rate ``sleep_eta_Q``);
+    - ``fixed``: Q fixed to the weight product of the initial W (:func:`student_teacher`'s);
+    - ``random``: the random Q of ``learned``, never learned (control);
+    - the untrained network;
+
+    and the angle between the stacked Q and :math:`J^T` at the current weights along each run
+    (mean over ``n_angle`` test inputs). Build folders ``/tmp/dfc_spk_sleepwake_<variant>``.
+    ``partial_stem``: also :func:`save` the seeds done so far there after every seed.
+    """
+    known = ("learned", "fixed", "random")
+    if not variants or any(v not in known for v in variants):
+        raise ConfigError(f"variants = {variants!r}: choose from {known}")
+    p0, cfg = load(config)
+    p0 = p0.replace(sleep_sigma=sleep_sigma, sleep_eta_Q=sleep_eta_Q, **dict(overrides or {}))
+    tr = cfg.get("training", {})
+    n_train = int(n_train or tr.get("n_train", 300))
+    n_test = int(n_test or tr.get("n_test", 200))
+    asleep = sleep_wake_schedule(n_train, n_sleep0, wake_block, n_sleep)
+    res: dict[str, Any] = {
+        "seeds": np.array(seeds), "n_train": n_train, "n_test": n_test, "n_sleep0": n_sleep0,
+        "wake_block": wake_block, "n_sleep": n_sleep, "n_sleep_total": int(asleep.sum()),
+        "asleep": asleep, "target": target,
+    }  # fmt: skip
+    rows: dict[str, dict[str, list[Any]]] = {v: {} for v in variants}
+    untrained = []
+    for s in seeds:
+        Xtr, Ytr, Xte, Yte, w0 = toy_task(p0.sizes, cfg, s, n_train, n_test)
+        untrained.append(mse(feedforward(w0.W, w0.b, Xte), Yte))
+        p = p0.replace(seed=s)
+        for v in variants:
+            bd = f"/tmp/dfc_spk_sleepwake_{v}"
+            if v == "learned":
+                w = Weights(w0.W, w0.b, random_Q(p.sizes, s))
+                r = online_sleep_wake(p, w, Xtr, Ytr, Xte, Yte, asleep, every, target, bd, n_angle)
+                res["learned_samples"], res["learned_schedule_samples"] = r["samples"], r["schedule_samples"]
+                extra = {"angle_JT": r["angle_JT"], "Q_norm": r["Q_norm"]}
+            else:
+                w = w0 if v == "fixed" else Weights(w0.W, w0.b, random_Q(p.sizes, s))
+                r = online_run(p, w, Xtr, Ytr, Xte, Yte, wake_block, target=target, build_dir=bd)
+                res[f"{v}_samples"] = r["samples"]
+                ck, L = r["ckpt"], p.n_layers
+                n_ck = ck["ckpt_W0"].shape[0]
+                Wb = [([ck[f"ckpt_W{i}"][k] for i in range(L)], [ck[f"ckpt_b{i}"][k] for i in range(L)])
+                      for k in range(n_ck)]  # fmt: skip
+                if r["samples"].size > n_ck:  # the last point is the final state
+                    Wb.append((r["weights"].W, r["weights"].b))
+                extra = {"angle_JT": np.array([_mean_angle_JT(w.Q, a, c, Xte[:n_angle]) for a, c in Wb])}
+            for k, val in {"test_loss": r["test_loss"], "final": r["final_test_loss"], "wall_s": r["wall_s"],
+                           **extra}.items():  # fmt: skip
+                rows[v].setdefault(k, []).append(val)
+            print(f"{v} seed {s}: test loss {untrained[-1]:.4f} -> {r['final_test_loss']:.4f}, angle(Q, J^T) "
+                  f"{extra['angle_JT'][0]:.1f} -> {extra['angle_JT'][-1]:.1f} deg, {r['wall_s']:.1f} s wall",
+                  flush=True)  # fmt: skip
+        for v, d in rows.items():
+            for k, vals in d.items():
+                res[f"{v}_{k}"] = np.array(vals)
+        res["untrained_test_loss"] = np.array(untrained)
+        res["params"] = p0.to_dict()
+        if partial_stem is not None:
+            save({**res, "seeds_done": len(untrained)}, partial_stem)
+    return res

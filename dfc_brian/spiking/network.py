@@ -47,9 +47,12 @@ class SpikingDFC:
     record_dt : float
         Sampling step (ms) of the compartment monitors.
     sleep : bool
-        Build the sleep phase (feedback learning) instead: apical background noise, forward
-        plasticity off, controller target r* = r^- with the sleep gains, anti-Hebbian Q
-        (:data:`dfc_brian.spiking.equations.FEEDBACK_SLEEP`); ``record_weights_every`` records Q.
+        Build the sleep phase (feedback learning): apical background noise and the anti-Hebbian Q
+        rule (:data:`dfc_brian.spiking.equations.FEEDBACK_SLEEP`), active in the samples that
+        :meth:`run` flags as sleep (``asleep``; by default every sample of a sleep network): there
+        forward plasticity is off and the controller's target is r* = r^- with the sleep gains.
+        Wake samples of the same network learn W as a network without sleep (Q fixed), so sleep
+        and wake can alternate in one run. ``record_weights_every`` also records Q.
     record_control_dt : float
         If > 0, record the controller's r_L (filtered output), r_star, r_ff and the output layer's
         expected rate f(v_soma) of every unit at this step (ms): how far control closes the gap.
@@ -122,8 +125,6 @@ class SpikingDFC:
         b2.defaultclock.dt = p.dt * b2.ms
         b2.seed(p.seed)
         self.ns = namespace(p)
-        if self.sleep:  # controller without target step, with the sleep gains
-            self.ns.update(lam_eff=0.0, k_p=p.sleep_k_p, alpha=p.sleep_alpha)
         self.net = b2.Network()
         pop = p.n_pop > 1
         self.inp = b2.NeuronGroup(
@@ -149,10 +150,10 @@ class SpikingDFC:
             )
             g.rho = p.rho_max * b2.Hz
             last = i == p.n_layers - 1
-            g.eta = 0.0 if self.sleep else (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz
+            g.eta = (p.eta if last else p.eta * p.eta_hidden_scale) * b2.Hz  # gated off in sleep samples
             g.b = self.weights.b[i]
             self._population(g)
-            if self.sleep:  # balanced background Poisson input at the apical synapse
+            if self.sleep:  # balanced background Poisson input at the apical synapse (gated by asleep)
                 rate = p.sleep_rho_bg / eq.N_BACKGROUND * b2.Hz  # per background neuron
                 for sign in (1.0, -1.0):
                     self.net.add(b2.PoissonInput(g, "noise_A", eq.N_BACKGROUND, rate, sign * p.sleep_jump))
@@ -276,10 +277,14 @@ class SpikingDFC:
         learn: np.ndarray | bool = True,
         control: np.ndarray | bool = True,
         report: str | None = None,
+        asleep: np.ndarray | bool | None = None,
     ) -> dict[str, Any]:
         """Present the samples ``X`` (N, n_0) in [0, 1] with targets ``Y`` (N, n_L) in order.
 
-        ``learn`` / ``control`` (bool or per-sample bool array): plasticity / controller on.
+        ``learn`` / ``control`` (bool or per-sample bool array): forward plasticity / controller on.
+        ``asleep`` (bool or per-sample bool array; default: ``sleep`` of the network): sleep
+        samples (apical noise, Q plastic, W fixed, target r* = r^-; ``Y`` ignored there); only a
+        network built with ``sleep=True`` can sleep.
         Returns a dict of recordings (see :meth:`_collect`); with cpp_standalone only one call
         per network (the project is built and run here).
         """
@@ -298,6 +303,11 @@ class SpikingDFC:
             raise ConfigError("X must lie in [0, 1] (input rates rho_in * x)")
         learn = np.broadcast_to(np.asarray(learn, float), (N,))
         control = np.broadcast_to(np.asarray(control, float), (N,))
+        asleep = np.broadcast_to(np.asarray(self.sleep if asleep is None else asleep, float), (N,))
+        if not np.all((asleep == 0) | (asleep == 1)):
+            raise ConfigError("asleep must hold 0/1 (or bool) per sample")
+        if asleep.any() and not self.sleep:
+            raise ConfigError("asleep: the network was built without sleep=True (no apical noise, no Q rule)")
         Ts = self.p.T_sample * b2.ms
         ns = dict(self.ns)
         ns.update(
@@ -305,6 +315,7 @@ class SpikingDFC:
             y_input=b2.TimedArray(Y, dt=Ts),
             learn_input=b2.TimedArray(learn, dt=Ts),
             control_input=b2.TimedArray(control, dt=Ts),
+            sleep_input=b2.TimedArray(asleep, dt=Ts),
             t_run0=self._t_run0 * b2.ms,
         )
         t0 = time.perf_counter()

@@ -169,6 +169,8 @@ def namespace(p: SpikingParams) -> dict[str, Any]:
         "tau_u": p.tau_u * ms,
         "k_p": p.k_p,
         "alpha": p.alpha,
+        "k_p_sleep": p.sleep_k_p,
+        "alpha_sleep": p.sleep_alpha,
         "lam_eff": 2.0 * p.target_stepsize / p.sizes[-1],  # r* = r^- + lam_eff (y - r^-) for the MSE
         "T_sample": p.T_sample * ms,
         "t_settle": p.t_settle * ms,

@@ -146,3 +146,37 @@ def plot_sleep(res: Mapping[str, Any]) -> Figure:
     ax.set_ylim(0, 90)
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_sleep_wake(res: Mapping[str, Any]) -> Figure:
+    """Sleep interleaved with online learning: left, test loss against wake (training) samples
+    for Q learned by sleep, Q fixed to the weight product, random Q never learned (mean and range
+    over seeds) and the untrained network; right, the angle between Q and J^T along each run, the
+    initial sleep phase at negative x (its sleep samples counted back from the first wake sample)."""
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax = fig.subplots(1, 2)
+    labels = {"learned": "Q learned by sleep (interleaved)", "fixed": "Q = weight product (fixed)",
+              "random": "random Q, never learned"}  # fmt: skip
+    for k, (v, label) in enumerate(labels.items()):
+        if f"{v}_test_loss" not in res:
+            continue
+        s = np.asarray(res[f"{v}_samples"])
+        x_angle = s.astype(float)
+        if v == "learned" and "learned_schedule_samples" in res:  # initial sleep: x in [-n_sleep0, 0]
+            g = np.asarray(res["learned_schedule_samples"], float)
+            first = g <= float(res["n_sleep0"])
+            x_angle[first] = g[first] - float(res["n_sleep0"])
+        for a, key, x in ((ax[0], "test_loss", s), (ax[1], "angle_JT", x_angle)):
+            y = np.asarray(res[f"{v}_{key}"])
+            a.plot(x, y.mean(0), color=f"C{k}", label=label)
+            a.fill_between(x, y.min(0), y.max(0), color=f"C{k}", alpha=0.2)
+    ax[0].axhline(float(np.mean(res["untrained_test_loss"])), color="0.4", ls="--", label="untrained")
+    ax[0].set_yscale("log")
+    ax[0].set_xlabel("training samples (online; sleep before and between)")
+    ax[0].set_ylabel("test loss (MSE)")
+    ax[0].legend(fontsize=7)
+    ax[1].axvline(0.0, color="0.7", lw=0.8)
+    ax[1].set_xlabel("training samples (< 0: initial sleep samples)")
+    ax[1].set_ylabel("angle(Q, J^T) (degrees)")
+    ax[1].set_ylim(0, 110)
+    return fig
