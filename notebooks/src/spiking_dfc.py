@@ -125,3 +125,21 @@ else:
 fig = plot_sleep(sl)
 fig.savefig(OUT / 'sleep.png')
 fig
+
+# %% [markdown]
+# ## Sleep interleaved with learning: feedback learned by spikes
+#
+# One network alternates sleep and wake samples: Q starts random, learns in 60 sleep samples before learning and 5 after every 25 training samples; W and b learn only in wake samples. Left: student-teacher test loss against training samples for Q learned by sleep, Q fixed to the weight product, and the same random Q never learned (mean and range over 3 seeds). Right: angle between Q and $J^T$ (`figures/spiking/sleep_wake.*`; `DFC_QUICK=0` recomputes them, about 20 minutes).
+
+# %%
+from dfc_brian.spiking.experiments import sleep_wake
+from dfc_brian.spiking.plotting import plot_sleep_wake
+
+if QUICK:
+    sw = {**json.loads((RESULTS / 'sleep_wake.json').read_text()), **np.load(RESULTS / 'sleep_wake.npz')}
+else:
+    sw = sleep_wake(n_train=150, n_sleep0=60, wake_block=25, n_sleep=5, every=5)
+    save(sw, OUT / 'sleep_wake')
+fig = plot_sleep_wake(sw)
+fig.savefig(OUT / 'sleep_wake.png')
+fig
