@@ -199,7 +199,8 @@ def _angle_deg(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return float(np.degrees(2 * np.arctan2(np.linalg.norm(x - y), np.linalg.norm(x + y))))
 
 
-def test_dfc_stationary_finish_is_close_to_the_full_integration():
+@pytest.mark.parametrize("exact_sums", [True, False])
+def test_dfc_stationary_finish_is_close_to_the_full_integration(exact_sums):
     from dfc_brian.model.weights import weight_product_Q
 
     p, w, X, y = _setup(B=6)
@@ -208,14 +209,14 @@ def test_dfc_stationary_finish_is_close_to_the_full_integration():
     eng = BatchedDFC(p, w)
     r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
     exact = eng.controlled_phase(X, r_star)
-    fast = eng.controlled_phase(X, r_star, stationary_tol=1e-9)
+    fast = eng.controlled_phase(X, r_star, stationary_tol=1e-9, exact=exact_sums)
     assert exact.extra["steps_simulated"] == 2000
     assert fast.extra["steps_simulated"] < 1000  # it did finish early
     assert _angle_deg(fast.dW_dfc + fast.db_dfc, exact.dW_dfc + exact.db_dfc) < 1e-4
     for i in range(len(SIZES) - 1):
         assert _rel(fast.dW_dfc[i], exact.dW_dfc[i]) < 1e-6
     # a coarse tolerance stops earlier and is further off: the closed form is what is tested
-    coarse = eng.controlled_phase(X, r_star, stationary_tol=1e-2)
+    coarse = eng.controlled_phase(X, r_star, stationary_tol=1e-2, exact=exact_sums)
     assert coarse.extra["steps_simulated"] < fast.extra["steps_simulated"]
     with pytest.raises(ConfigError, match="stationary_tol"):
         eng.controlled_phase(X, r_star, stationary_tol=0.0)
