@@ -88,6 +88,21 @@ fig.savefig(OUT / 'mnist.png')
 fig
 
 # %% [markdown]
+# The same three networks for 4000 online samples (`figures/spiking/mnist_4000*.json`; 40-55 minutes each on this 2-core machine).
+
+# %%
+m4 = {}
+for tag, name in (('full', 'mnist_4000'), ('frozen_hidden', 'mnist_4000_frozen'), ('rate', 'mnist_4000_rate')):
+    path = RESULTS / f'{name}.json'
+    if path.exists():
+        r = json.loads(path.read_text())
+        m4.update({f'{tag}_{k}': r[k] for k in ('samples', 'test_accuracy', 'final_test_accuracy')})
+        print(tag, 'final test accuracy:', r['final_test_accuracy'])
+fig = plot_mnist(m4)
+fig.savefig(OUT / 'mnist_4000.png')
+fig
+
+# %% [markdown]
 # ## Population coding: the noise lever
 #
 # Each unit is $N$ Poisson neurons sharing its compartments; its output is their mean spike train. Left: final test loss of the student-teacher task (3 seeds) against $N$, beside the rate limit. Right: RMS of $r^* - \hat r_L$ under control against $N$, with the shot noise of the $\tau_r$-filtered train $\sqrt{f/(2N\rho\tau_r)}$. Committed results (`figures/spiking/population.*`); `DFC_QUICK=0` recomputes them.
