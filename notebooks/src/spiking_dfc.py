@@ -92,7 +92,8 @@ fig
 
 # %%
 m4 = {}
-for tag, name in (('full', 'mnist_4000'), ('frozen_hidden', 'mnist_4000_frozen'), ('rate', 'mnist_4000_rate')):
+runs_4000 = {'full': 'mnist_4000', 'frozen_hidden': 'mnist_4000_frozen', 'rate': 'mnist_4000_rate'}
+for tag, name in runs_4000.items():
     path = RESULTS / f'{name}.json'
     if path.exists():
         r = json.loads(path.read_text())
