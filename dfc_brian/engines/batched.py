@@ -99,7 +99,8 @@ BLAS_THREADS = 1  # default BLAS threads of the engine's phases (see BatchedDFC 
 DIVERGENCE_LIMIT = 1e6  # |v| above this (or NaN) raises DivergenceError
 ACCUMULATION_CHUNK = 16  # steps per update matmul (inner dimension chunk * B: faster GEMMs)
 BLOCK_EXACT_STEPS = 32  # exact=False: second-order DFC term summed step by step this long
-SLEEP_CHECK_EVERY = 8  # sleep phase: divergence test of the voltages every this many steps
+DIVERGENCE_CHECK_EVERY = 8  # sleep phase, controlled phase with exact=False: divergence test of
+# the voltages every this many steps (and at the last)
 
 
 # ----------------------------------------------------------------------------- BLAS threads
@@ -500,7 +501,7 @@ class BatchedDFC:
         lim = DIVERGENCE_LIMIT
         steps = T  # stored states simulated (fewer if the stationary finish applies)
         finish_early = stationary_tol is not None and want_dfc and not record
-        check_every = 1 if (exact or record) else SLEEP_CHECK_EVERY  # divergence test of dv
+        check_every = 1 if (exact or record) else DIVERGENCE_CHECK_EVERY  # divergence test of dv
         snap: list[np.ndarray] = [x.copy() for x in dv] + [u.copy()] if finish_early else []
 
         for t in range(T - 1):
@@ -537,7 +538,7 @@ class BatchedDFC:
                 tmp[i] -= dv[i]
                 tmp[i] *= gain
                 dv[i] += tmp[i]
-                if check_every == 1 or t % check_every == check_every - 1 or t == T - 2:
+                if (t + 1) % check_every == 0 or t == T - 2:
                     if not (dv[i].max() <= lim and dv[i].min() >= -lim):
                         raise DivergenceError(i, t + 1, phase)
                 self._deviation(i, base[i], dv[i], dr[i], scratch[i])
@@ -626,7 +627,7 @@ class BatchedDFC:
         savings: the apical voltages are carried scaled by :math:`g = dt/tcr` (so ``g W`` gives
         the somatic drive in one product and the soma update is two passes), all layers' apical
         filters are one flat array updated in a few whole-array passes, and the divergence test of
-        the voltages runs every ``SLEEP_CHECK_EVERY`` steps and at the end.
+        the voltages runs every ``DIVERGENCE_CHECK_EVERY`` steps and at the end.
         """
         dt = dtype
         WT, _, QT = self._mats(dt)
@@ -722,7 +723,7 @@ class BatchedDFC:
                     tmp[i] += vA[i]
                     dv[i] += tmp[i]
                 self._deviation(i, base[i], dv[i], dr[i], scratch[i])
-            if (t + 1) % SLEEP_CHECK_EVERY == 0 or t == T - 2:
+            if (t + 1) % DIVERGENCE_CHECK_EVERY == 0 or t == T - 2:
                 for i in range(L):
                     if not (dv[i].max() <= lim and dv[i].min() >= -lim):
                         raise DivergenceError(i, t + 1, phase)
@@ -770,7 +771,7 @@ class BatchedDFC:
             step (the reference scheme's sums to round-off). ``False``: the sum's second-order
             part (the product of the controlled deviations, ~1e-4 of the sum at the MNIST
             settings) is summed per block of ``ACCUMULATION_CHUNK`` steps after the first
-            ``BLOCK_EXACT_STEPS`` and the divergence test runs every ``SLEEP_CHECK_EVERY`` steps
+            ``BLOCK_EXACT_STEPS`` and the divergence test runs every ``DIVERGENCE_CHECK_EVERY`` steps
             (see :meth:`_integrate`). Its error grows with the deviations: 6e-9 relative
             (1.5e-6 degrees) on an MNIST minibatch with the authors' settings, but up to ~1e-3
             where the deviations are of order one (a toy net with random feedback weights,
