@@ -91,13 +91,24 @@ def positive_student_teacher(
     return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
 
 
+def checkpoint_weights(
+    ck: Mapping[str, np.ndarray], L: int, Q: list[np.ndarray] | None = None
+) -> list[Weights]:
+    """The weights at each checkpoint of :meth:`SpikingDFC.run` (its ``ckpt_W{i}``, ``ckpt_b{i}``
+    and, for a sleep network, ``ckpt_Q{i}``); without recorded Q, the fixed ``Q`` given."""
+    has_Q = "ckpt_Q0" in ck
+    return [
+        Weights(
+            [ck[f"ckpt_W{i}"][k] for i in range(L)],
+            [ck[f"ckpt_b{i}"][k] for i in range(L)],
+            [ck[f"ckpt_Q{i}"][k] for i in range(L)] if has_Q else list(Q or []),
+        )
+        for k in range(ck["ckpt_W0"].shape[0])
+    ]
+
+
 def _checkpoint_losses(out: dict[str, Any], L: int, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    losses = []
-    for k in range(out["ckpt_W0"].shape[0]):
-        W = [out[f"ckpt_W{i}"][k] for i in range(L)]
-        b = [out[f"ckpt_b{i}"][k] for i in range(L)]
-        losses.append(mse(feedforward(W, b, X), Y))
-    return np.array(losses)
+    return np.array([mse(feedforward(w.W, w.b, X), Y) for w in checkpoint_weights(out, L)])
 
 
 def online_run(
@@ -517,10 +528,7 @@ def sleep(
             build_dir=f"/tmp/dfc_spk_sleep_{mode}",
         )
         res = net.run(Xtr, np.zeros((n_samples, p.sizes[-1])), learn=True, control=True)
-        Qs = [
-            np.vstack([res[f"ckpt_Q{i}"][k] for i in range(p.n_layers)])
-            for k in range(res["ckpt_Q0"].shape[0])
-        ]
+        Qs = [np.vstack(w.Q) for w in checkpoint_weights(res, p.n_layers)]
         Qs.append(np.vstack(net.get_weights().Q))
         samples = np.r_[np.round(res["ckpt_t_ms"] / p.T_sample).astype(int), n_samples]
         ang = np.array([np.mean([angle_deg(Q, JT[k]) for k in range(JT.shape[0])]) for Q in Qs])
@@ -599,14 +607,7 @@ def online_sleep_wake(
     L = p.n_layers
     w1 = net.get_weights()
     g = np.round(out["ckpt_t_ms"] / p.T_sample).astype(int)  # schedule samples before each checkpoint
-    ckpts = [
-        Weights(
-            [out[f"ckpt_W{i}"][k] for i in range(L)],
-            [out[f"ckpt_b{i}"][k] for i in range(L)],
-            [out[f"ckpt_Q{i}"][k] for i in range(L)],
-        )
-        for k in range(g.size)
-    ]
+    ckpts = checkpoint_weights(out, L)
     if g[-1] < N:
         g, ckpts = np.r_[g, N], [*ckpts, w1]
     wake_before = np.r_[0, np.cumsum(~asleep)]
@@ -690,13 +691,10 @@ def sleep_wake(
                 w = w0 if v == "fixed" else Weights(w0.W, w0.b, random_Q(p.sizes, s))
                 r = online_run(p, w, Xtr, Ytr, Xte, Yte, wake_block, target=target, build_dir=bd)
                 res[f"{v}_samples"] = r["samples"]
-                ck, L = r["ckpt"], p.n_layers
-                n_ck = ck["ckpt_W0"].shape[0]
-                Wb = [([ck[f"ckpt_W{i}"][k] for i in range(L)], [ck[f"ckpt_b{i}"][k] for i in range(L)])
-                      for k in range(n_ck)]  # fmt: skip
-                if r["samples"].size > n_ck:  # the last point is the final state
-                    Wb.append((r["weights"].W, r["weights"].b))
-                extra = {"angle_JT": np.array([_mean_angle_JT(w.Q, a, c, Xte[:n_angle]) for a, c in Wb])}
+                ws = checkpoint_weights(r["ckpt"], p.n_layers, w.Q)
+                if r["samples"].size > len(ws):  # the last point is the final state
+                    ws.append(Weights(r["weights"].W, r["weights"].b, w.Q))
+                extra = {"angle_JT": np.array([_mean_angle_JT(x.Q, x.W, x.b, Xte[:n_angle]) for x in ws])}
             for k, val in {"test_loss": r["test_loss"], "final": r["final_test_loss"], "wall_s": r["wall_s"],
                            **extra}.items():  # fmt: skip
                 rows[v].setdefault(k, []).append(val)
