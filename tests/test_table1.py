@@ -25,6 +25,8 @@ def write_run(runs: Path, folder: str, seed: int, row: str, column: str, value: 
             "max_batches": kw.get("max_batches"),
         },
     }
+    if "wall_time_s" in kw:
+        side["wall_time_s"] = kw["wall_time_s"]
     d = runs / folder / str(seed)
     d.mkdir(parents=True)
     (d / RESULTS_JSON).write_text(json.dumps(side))
@@ -33,10 +35,18 @@ def write_run(runs: Path, folder: str, seed: int, row: str, column: str, value: 
 @pytest.fixture
 def runs(tmp_path) -> Path:
     r = tmp_path / "runs"
-    for seed, v in enumerate([2.0, 2.2, 2.3]):  # DFC MNIST, paper length
-        write_run(r, "mnist_dfc", seed, "DFC", "mnist", v)
-    for seed, v in enumerate([0.10, 0.12]):  # BP autoencoder, paper length (25 epochs)
-        write_run(r, "mnist_autoencoder_bp", seed, "BP", "mnist_autoencoder", v)
+    for seed, (v, w) in enumerate([(2.0, 3600.0), (2.2, 7200.0), (2.3, 5400.0)]):  # DFC MNIST, paper length
+        write_run(r, "mnist_dfc", seed, "DFC", "mnist", v, wall_time_s=w)
+    for seed, v in enumerate([0.10, 0.12]):  # BP autoencoder, paper length (25 epochs); seed 1 no wall time
+        write_run(
+            r,
+            "mnist_autoencoder_bp",
+            seed,
+            "BP",
+            "mnist_autoencoder",
+            v,
+            **({} if seed else {"wall_time_s": 900}),
+        )
     write_run(r, "short", 0, "DFC", "mnist", 5.5, epochs=1)  # shorter than the paper's
     write_run(r, "cut", 0, "BP", "mnist", 3.0, max_batches=20)  # paper epochs, cut minibatches
     write_run(r, "cut_short", 0, "BP", "mnist", 4.0, epochs=2, max_batches=20)
@@ -106,6 +116,25 @@ def test_markdown_csv_and_figure_from_cli(runs, tmp_path, capsys):
     png = out.with_suffix(".png")
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     assert "written" in capsys.readouterr().out
+    # wall times: a table of their own, hours, mean (min–max) (n); CSV per seed, empty where none
+    wall = md[md.index("**Wall time per run**") :]
+    assert "| DFC | 1.50 (1.00–2.00) (n=3) | — | — | — |" in wall
+    assert "| BP | — | — | 0.25 (n=1) | — |" in wall
+    assert "DFC-SSA" not in wall and "DFC [1 epoch]" not in wall  # no run there recorded a wall time
+    assert [float(t) for t in r["wall_time_s"].split(";")] == [3600.0, 7200.0, 5400.0]
+    a = next(x for x in rows if x["row"] == "BP" and x["column"] == "mnist_autoencoder")
+    assert a["wall_time_s"] == "900.0;"
+    assert data["rows"]["DFC"]["mnist"]["wall_time_s"] == [3600.0, 7200.0, 5400.0]
+
+
+def test_wall_times_follow_the_runs_read(runs):
+    """The wall times are those of the runs whose values are tabulated (same skips, same seeds)."""
+    walls = T1.collect_wall_times(runs, verbose=False)
+    assert walls["DFC"]["mnist"] == {0: 3600.0, 1: 7200.0, 2: 5400.0}  # not the skipped z_copy or unfinished
+    assert walls["BP"]["mnist_autoencoder"] == {0: 900.0, 1: None}
+    assert set(walls) == set(T1.collect_runs(runs, verbose=False))
+    assert "wall_time_s" not in T1.aggregate(T1.collect_runs(runs, verbose=False))["rows"]["DFC"]["mnist"]
+    assert T1.wall_time_markdown(T1.aggregate(T1.collect_runs(runs, verbose=False))) == ""
 
 
 def test_figure_panels():

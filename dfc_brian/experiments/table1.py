@@ -95,20 +95,20 @@ def row_label(row: str, column: str, epochs: int | None, max_batches: int | None
     return f"{row} [{', '.join(marks)}]" if marks else row
 
 
-def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
-    """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir.
+def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[tuple[str, str, int, float, float | None]]:
+    """``(row label, column, seed, reported value, wall time in s or None)`` of every comparable run.
 
-    Row and column come from the config's ``table1`` section (``row``, ``column``). The value is
-    :func:`~dfc_brian.experiments.train.summarize` of the stored history (so a run written before a
-    change of the reporting convention is read with the current one), else the stored
-    ``summary['reported']``. Runs without it, or that did not finish their configured epochs,
-    are skipped; a second run of the same (row label, column, seed), in path order, is skipped
-    with a warning. The row label is marked (see :func:`row_label`) for runs not comparable to
-    the paper's.
+    Reads every ``results.json`` under runs_dir. Row and column come from the config's ``table1``
+    section (``row``, ``column``). The value is :func:`~dfc_brian.experiments.train.summarize` of
+    the stored history (so a run written before a change of the reporting convention is read with
+    the current one), else the stored ``summary['reported']``; the wall time is the run's
+    ``wall_time_s``. Runs without a reported value, or that did not finish their configured epochs,
+    are skipped; a second run of the same (row label, column, seed), in path order, is skipped with
+    a warning. The row label is marked (see :func:`row_label`) for runs not comparable to the paper's.
     """
     from dfc_brian.experiments.results import RESULTS_JSON
 
-    out: dict[str, dict[str, dict[int, float]]] = {}
+    records: list[tuple[str, str, int, float, float | None]] = []
     seen: dict[tuple[str, str, int], Path] = {}
     for p in sorted(Path(runs_dir).rglob(RESULTS_JSON)):
         try:
@@ -131,7 +131,8 @@ def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[s
                 )
             continue
         label = row_label(row, col, epochs, summ.get("max_batches"))
-        seed = int(res.get("seed", len(out.get(label, {}).get(col, {}))))
+        n_before = sum(1 for r in records if r[0] == label and r[1] == col)
+        seed = int(res.get("seed", n_before))
         if (label, col, seed) in seen:
             if verbose:
                 print(
@@ -140,8 +141,32 @@ def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[s
                 )
             continue
         seen[label, col, seed] = p
-        out.setdefault(label, {}).setdefault(col, {})[seed] = _reported(res, summ)
+        wall = res.get("wall_time_s")
+        wall = float(wall) if isinstance(wall, (int, float)) and np.isfinite(wall) else None
+        records.append((label, col, seed, _reported(res, summ), wall))
+    return records
+
+
+def _nest(records: list[tuple[str, str, int, float, float | None]], field: int) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for rec in records:
+        out.setdefault(rec[0], {}).setdefault(rec[1], {})[rec[2]] = rec[field]
     return out
+
+
+def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
+    """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir.
+
+    Which runs are read, and how their value and row label are found: :func:`_scan_runs`.
+    """
+    return _nest(_scan_runs(runs_dir, verbose), 3)
+
+
+def collect_wall_times(
+    runs_dir: str | Path, verbose: bool = True
+) -> dict[str, dict[str, dict[int, float | None]]]:
+    """``{row label: {column: {seed: wall time in s}}}`` of the same runs as :func:`collect_runs`."""
+    return _nest(_scan_runs(runs_dir, verbose), 4)
 
 
 def _reported(res: Mapping[str, Any], summ: Mapping[str, Any]) -> float:
@@ -163,12 +188,17 @@ def _values(cell: Mapping[int, float] | list[float]) -> tuple[list[int] | None, 
     return None, [float(v) for v in cell]
 
 
-def aggregate(runs: Mapping[str, Mapping[str, Mapping[int, float] | list[float]]]) -> dict[str, Any]:
+def aggregate(
+    runs: Mapping[str, Mapping[str, Mapping[int, float] | list[float]]],
+    wall_times: Mapping[str, Mapping[str, Mapping[int, float | None]]] | None = None,
+) -> dict[str, Any]:
     """Mean, std (ddof 0), n and Δ/σ_published of every (row, column); published rows always included.
 
     Returns ``{"columns": [...], "rows": {label: {column: entry}}}`` with ``entry`` holding
     ``values``, ``seeds``, ``n_seeds``, ``mean``, ``std`` (absent without runs), ``published``
-    (``[mean, std]`` or None; only for unmarked rows), ``diff_in_published_std`` and ``marked``.
+    (``[mean, std]`` or None; only for unmarked rows), ``diff_in_published_std`` and ``marked``;
+    with ``wall_times`` (:func:`collect_wall_times`) also ``wall_time_s``, the runs' wall times in
+    the order of ``seeds`` (None where a run recorded none).
     """
     labels = [r for r in ROWS if r in runs or r in PUBLISHED] + sorted(set(runs) - set(ROWS))
     data: dict[str, Any] = {"columns": list(COLUMNS), "rows": {}}
@@ -184,6 +214,9 @@ def aggregate(runs: Mapping[str, Mapping[str, Mapping[int, float] | list[float]]
             }
             if vals:
                 entry.update(mean=float(np.mean(vals)), std=float(np.std(vals)))
+            if wall_times is not None:
+                walls = wall_times.get(r, {}).get(c, {})
+                entry["wall_time_s"] = [walls.get(s) for s in seeds] if seeds is not None else []
             pub = PUBLISHED.get(r, {}).get(c)
             entry["published"] = list(pub) if pub else None
             entry["diff_in_published_std"] = (entry["mean"] - pub[0]) / pub[1] if (pub and vals) else None
@@ -205,7 +238,38 @@ def table_markdown(data: Mapping[str, Any]) -> str:
             d = e["diff_in_published_std"]
             cells.append(f"{d:+.1f}" if d is not None else "—")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + NOTE + "\n"
+    return "\n".join(lines) + "\n\n" + NOTE + "\n" + wall_time_markdown(data)
+
+
+def wall_time_markdown(data: Mapping[str, Any]) -> str:
+    """Markdown table of the runs' wall times per (row, column): mean, min–max and n, in hours.
+
+    Empty when :func:`aggregate` was given no wall times or no run recorded one.
+    """
+    cols = data["columns"]
+    lines = []
+    for r, row in data["rows"].items():
+        cells, any_wall = [r], False
+        for c in cols:
+            w = [t for t in row[c].get("wall_time_s") or [] if t is not None]
+            if w:
+                any_wall = True
+                h = np.asarray(w) / 3600.0
+                spread = f" ({h.min():.2f}–{h.max():.2f})" if len(h) > 1 else ""
+                cells.append(f"{h.mean():.2f}{spread} (n={len(h)})")
+            else:
+                cells.append("—")
+        if any_wall:
+            lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| method | " + " | ".join(COLUMN_TITLES[c] for c in cols) + " |"
+    return (
+        "\n**Wall time per run** (hours: mean (min–max) over the n runs; each run's `wall_time_s`, "
+        "measured on the machine it ran on, beside whatever else ran there):\n\n"
+        + "\n".join([head, "|---" * (1 + len(cols)) + "|", *lines])
+        + "\n"
+    )
 
 
 CSV_FIELDS = (
@@ -220,11 +284,12 @@ CSV_FIELDS = (
     "diff_in_published_std",
     "seeds",
     "values",
+    "wall_time_s",
 )
 
 
 def table_csv(data: Mapping[str, Any]) -> str:
-    """One line per (row, column) with runs or a published value; values and seeds ';'-separated."""
+    """One line per (row, column) with runs or a published value; seeds, values, wall times ';'-separated."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
@@ -248,6 +313,7 @@ def table_csv(data: Mapping[str, Any]) -> str:
                     repr(d) if d is not None else "",
                     ";".join(str(s) for s in (e["seeds"] or [])),
                     ";".join(repr(v) for v in e["values"]),
+                    ";".join("" if t is None else repr(t) for t in e.get("wall_time_s") or []),
                 ]
             )
     return buf.getvalue()
@@ -295,7 +361,8 @@ def write_table(runs_dir: str | Path, out: str | Path | None = None, figure: boo
     """
     from dfc_brian.experiments.results import atomic_write_text
 
-    data = aggregate(collect_runs(runs_dir))
+    records = _scan_runs(runs_dir)
+    data = aggregate(_nest(records, 3), _nest(records, 4))
     md = Path(out) if out else Path(runs_dir) / "table1.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     paths = {"md": md, "json": md.with_suffix(".json"), "csv": md.with_suffix(".csv")}
