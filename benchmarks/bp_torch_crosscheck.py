@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--lockstep", type=int, default=200, help="steps run side by side with our engine")
     ap.add_argument("--native", action="store_true", help="PyTorch's own init, split and order (no lockstep)")
+    ap.add_argument(
+        "--lr-scale", type=float, default=1.0, help="multiply the config's lr (a sensitivity run)"
+    )
     ap.add_argument("--data-root", default=None)
     ap.add_argument(
         "--torch-site", default=None, help="site-packages folder holding torch, appended to sys.path"
@@ -100,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.tanh(lin(x))
         return layers[-1](x)
 
-    opt = torch.optim.Adam(params, lr=tr["lr"], betas=tuple(tr["adam_betas"]), eps=tr["adam_eps"])
+    if args.lr_scale != 1.0 and args.lockstep and not args.native:
+        raise SystemExit("--lr-scale changes PyTorch's lr only: use it with --native (no lockstep)")
+    opt = torch.optim.Adam(
+        params, lr=tr["lr"] * args.lr_scale, betas=tuple(tr["adam_betas"]), eps=tr["adam_eps"]
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     X, y = ds.train.X, ds.train.y
     Xt, yt = torch.from_numpy(ds.test.X), torch.from_numpy(ds.test.y.astype(np.int64))
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": args.config,
         "seed": args.seed,
         "native": args.native,
+        "lr_scale": args.lr_scale,
         "torch_version": torch.__version__,
         **run_metadata(),
         "training": {k: tr[k] for k in ("lr", "adam_betas", "adam_eps", "batch_size", "epochs")},
