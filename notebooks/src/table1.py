@@ -29,3 +29,39 @@ fig = T1.plot_table(data)
 fig.savefig(OUT / 'table1.png')
 display(Markdown(md))
 fig
+
+# %% [markdown]
+# ## Why BP's MNIST train loss does not match the paper
+#
+# Our BP's running training loss of the last epoch sits at 3e−4 to 6e−4 where the paper reports 1.53 ± 0.19 e−7. `benchmarks/bp_torch_crosscheck.py` trained the same cell in PyTorch: from our initial weights on our minibatches (the same run to 1e−6 for 35 epochs, then its own), as a PyTorch user would write it (its own initialisation, split, shuffling), and with the released learning rate ÷ 2 and ÷ 3. Only the smaller step reaches the published value (README, `figures/README.md`).
+
+# %%
+import json
+
+from matplotlib.figure import Figure
+
+xc_dir = ROOT / 'benchmarks' / 'results' / 'bp_torch_crosscheck'
+ours_dir = ROOT / 'benchmarks' / 'results' / 'table1' / 'mnist_trainloss_bp'
+fig = Figure(figsize=(6.5, 4.0), constrained_layout=True)
+ax = fig.subplots()
+ours = sorted(ours_dir.glob('*/results.json'))
+for i, p in enumerate(ours):
+    h = json.loads(p.read_text())['history']
+    label = f"ours, released lr (seeds {', '.join(q.parent.name for q in ours)})" if i == 0 else None
+    ax.plot(h['epoch'][1:], h['step/loss'][1:], color='0.5', lw=1, label=label)
+curves = [('mnist_trainloss_bp_seed0.json', 'tab:blue', 'PyTorch from our init and minibatches'),
+          ('mnist_trainloss_bp_native_seed0.json', 'tab:orange', 'PyTorch native, released lr'),
+          ('mnist_trainloss_bp_native_seed1.json', 'tab:orange', None),
+          ('mnist_trainloss_bp_native_seed0_lr_half.json', 'tab:green', 'PyTorch native, lr / 2'),
+          ('mnist_trainloss_bp_native_seed0_lr_third.json', 'tab:red', 'PyTorch native, lr / 3'),
+          ('mnist_trainloss_bp_native_seed1_lr_third.json', 'tab:red', None)]
+for name, color, label in curves:
+    t = json.loads((xc_dir / name).read_text())['torch']
+    ax.plot(t['epoch'], t['running_loss'], color=color, lw=1, label=label)
+pub_mean, pub_std = T1.PUBLISHED['BP']['mnist_trainloss']
+ax.axhspan(pub_mean - pub_std, pub_mean + pub_std, color='k', alpha=0.2, label='published BP (mean ± std)')
+ax.set(yscale='log', xlabel='epoch', ylabel='running training loss of the epoch')
+ax.set_title('BP, MNIST train-loss cell')
+ax.legend(fontsize=7)
+fig.savefig(OUT / 'bp_trainloss.png')
+fig
