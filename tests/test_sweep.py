@@ -365,3 +365,19 @@ def test_cli_sweep_arguments_and_errors(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "no.yaml" in capsys.readouterr().err and not Path("x").exists()
+
+
+def test_progress_line_names_the_epoch_of_the_number():
+    """The best-validation epoch for test_at_best_val; the last epoch for the train-loss column."""
+    task = {"config": "c", "path": "p", "seed": 3, "run_dir": "r"}
+    best = S._entry(
+        task,
+        status="done",
+        wall_s=2.0,
+        summary={"report": "test_at_best_val", "reported": 2.5, "best_epoch": 7},
+    )
+    last = S._entry(
+        task, status="done", summary={"report": "final_train_loss", "reported": 3e-4, "best_epoch": 71}
+    )
+    assert S._line(best) == "c seed 3: done (2.0 s, test_at_best_val = 2.5 (epoch 7))"
+    assert S._line(last) == "c seed 3: done (final_train_loss = 0.0003 (last epoch))"

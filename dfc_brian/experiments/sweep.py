@@ -361,7 +361,9 @@ def _line(e: Mapping[str, Any]) -> str:
     if e.get("resumed_from_epoch"):
         parts.append(f"resumed from epoch {e['resumed_from_epoch']}")
     if e.get("reported") is not None:
-        parts.append(f"{e.get('report')} = {e['reported']:.6g} (epoch {e.get('best_epoch')})")
+        # the epoch the number comes from: best validation, or the last (the train-loss column)
+        at = "last epoch" if e.get("report") == "final_train_loss" else f"epoch {e.get('best_epoch')}"
+        parts.append(f"{e.get('report')} = {e['reported']:.6g} ({at})")
     return head + (f" ({', '.join(parts)})" if parts else "")
 
 
