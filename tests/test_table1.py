@@ -150,3 +150,30 @@ def test_format_cell():
     assert T1.format_cell(2.08, 0.15, "mnist") == "2.08 ± 0.15 %"
     assert T1.format_cell(9.42e-2, 0.09e-2, "mnist_autoencoder") == "9.42 ± 0.09 e−2"
     assert T1.format_cell(7.61e-8, 0.65e-8, "mnist_trainloss") == "7.61 ± 0.65 e−8"
+
+
+def test_cell_note_printed_only_with_runs(runs):
+    md = T1.table_markdown(T1.aggregate(T1.collect_runs(runs, verbose=False)))
+    assert "Where ours differs" not in md  # no BP train-loss run in the fixture
+    md = T1.table_markdown(T1.aggregate({"BP": {"mnist_trainloss": {0: 3e-4}}}))
+    assert "**Where ours differs, and why:**\n\n- BP, MNIST train loss: not our BP." in md
+
+
+def test_cell_note_numbers_are_the_committed_crosscheck_runs():
+    """The BP train-loss note quotes the final running losses of the committed PyTorch runs."""
+    xc = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "bp_torch_crosscheck"
+    note = T1.CELL_NOTES["BP", "mnist_trainloss"]
+    for name in (
+        "mnist_trainloss_bp_seed0",
+        "mnist_trainloss_bp_native_seed0",
+        "mnist_trainloss_bp_native_seed1",
+        "mnist_trainloss_bp_native_seed0_lr_third",
+        "mnist_trainloss_bp_native_seed1_lr_third",
+        "mnist_trainloss_bp_native_seed0_lr_half",
+    ):
+        res = json.loads((xc / f"{name}.json").read_text())
+        assert len(res["torch"]["epoch"]) == 100
+        last = f"{res['torch']['running_loss'][-1]:.2e}".replace("e-0", "e−")
+        assert last in note, (name, last)
+    lock = json.loads((xc / "mnist_trainloss_bp_seed0.json").read_text())["lockstep"]
+    assert lock["steps"] == 430 and lock["max_rel_loss_diff"] < 9e-16
