@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", required=True, help="JSON file (written after every epoch)")
     args = ap.parse_args(argv)
+    if args.lr_scale != 1.0 and args.lockstep and not args.native:
+        raise SystemExit("--lr-scale changes PyTorch's lr only: use it with --native (no lockstep)")
     if args.torch_site:
         sys.path.append(args.torch_site)
     import numpy as np
@@ -103,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             x = torch.tanh(lin(x))
         return layers[-1](x)
 
-    if args.lr_scale != 1.0 and args.lockstep and not args.native:
-        raise SystemExit("--lr-scale changes PyTorch's lr only: use it with --native (no lockstep)")
     opt = torch.optim.Adam(
         params, lr=tr["lr"] * args.lr_scale, betas=tuple(tr["adam_betas"]), eps=tr["adam_eps"]
     )
@@ -152,13 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    # 1. lockstep with our engine over the first epoch's minibatches
+    # every epoch: PyTorch's steps; the first --lockstep steps also by our engine, side by side
     steps, dW, dloss, torch_loss = 0, [], [], []
-    epoch_loss, epoch_wrong, history = (
-        [],
-        0,
-        {"epoch": [], "running_loss": [], "running_error": [], "test_error": []},
-    )
+    history = {"epoch": [], "running_loss": [], "running_error": [], "test_error": []}
     t0 = time.perf_counter()
     for ep in range(1, args.epochs + 1):
         epoch_loss, epoch_wrong = [], 0
