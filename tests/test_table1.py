@@ -129,10 +129,10 @@ def test_markdown_csv_and_figure_from_cli(runs, tmp_path, capsys):
 
 def test_wall_times_follow_the_runs_read(runs):
     """The wall times are those of the runs whose values are tabulated (same skips, same seeds)."""
-    walls = T1.collect_wall_times(runs, verbose=False)
+    values, walls = T1.collect(runs, verbose=False)
     assert walls["DFC"]["mnist"] == {0: 3600.0, 1: 7200.0, 2: 5400.0}  # not the skipped z_copy or unfinished
     assert walls["BP"]["mnist_autoencoder"] == {0: 900.0, 1: None}
-    assert set(walls) == set(T1.collect_runs(runs, verbose=False))
+    assert set(walls) == set(values) and values == T1.collect_runs(runs, verbose=False)
     assert "wall_time_s" not in T1.aggregate(T1.collect_runs(runs, verbose=False))["rows"]["DFC"]["mnist"]
     assert T1.wall_time_markdown(T1.aggregate(T1.collect_runs(runs, verbose=False))) == ""
 

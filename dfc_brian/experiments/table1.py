@@ -18,7 +18,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -108,8 +108,18 @@ def row_label(row: str, column: str, epochs: int | None, max_batches: int | None
     return f"{row} [{', '.join(marks)}]" if marks else row
 
 
-def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[tuple[str, str, int, float, float | None]]:
-    """``(row label, column, seed, reported value, wall time in s or None)`` of every comparable run.
+class _Run(NamedTuple):
+    """One finished run as tabulated: its cell, seed, reported value and wall time (s, or None)."""
+
+    label: str
+    column: str
+    seed: int
+    value: float
+    wall_time_s: float | None
+
+
+def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[_Run]:
+    """One :class:`_Run` for every comparable run under runs_dir.
 
     Reads every ``results.json`` under runs_dir. Row and column come from the config's ``table1``
     section (``row``, ``column``). The value is :func:`~dfc_brian.experiments.train.summarize` of
@@ -121,7 +131,7 @@ def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[tuple[str, st
     """
     from dfc_brian.experiments.results import RESULTS_JSON
 
-    records: list[tuple[str, str, int, float, float | None]] = []
+    records: list[_Run] = []
     seen: dict[tuple[str, str, int], Path] = {}
     for p in sorted(Path(runs_dir).rglob(RESULTS_JSON)):
         try:
@@ -144,7 +154,7 @@ def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[tuple[str, st
                 )
             continue
         label = row_label(row, col, epochs, summ.get("max_batches"))
-        n_before = sum(1 for r in records if r[0] == label and r[1] == col)
+        n_before = sum(1 for r in records if r.label == label and r.column == col)
         seed = int(res.get("seed", n_before))
         if (label, col, seed) in seen:
             if verbose:
@@ -156,30 +166,28 @@ def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[tuple[str, st
         seen[label, col, seed] = p
         wall = res.get("wall_time_s")
         wall = float(wall) if isinstance(wall, (int, float)) and np.isfinite(wall) else None
-        records.append((label, col, seed, _reported(res, summ), wall))
+        records.append(_Run(label, col, seed, _reported(res, summ), wall))
     return records
 
 
-def _nest(records: list[tuple[str, str, int, float, float | None]], field: int) -> dict[str, dict[str, dict]]:
-    out: dict[str, dict[str, dict]] = {}
-    for rec in records:
-        out.setdefault(rec[0], {}).setdefault(rec[1], {})[rec[2]] = rec[field]
-    return out
+def collect(
+    runs_dir: str | Path, verbose: bool = True
+) -> tuple[dict[str, dict[str, dict[int, float]]], dict[str, dict[str, dict[int, float | None]]]]:
+    """``({row label: {column: {seed: reported value}}}, {… : wall time in s or None})`` of the runs
+    under runs_dir, read once; which runs, and how their value and row label are found:
+    :func:`_scan_runs`. The two go to :func:`aggregate`."""
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    walls: dict[str, dict[str, dict[int, float | None]]] = {}
+    for r in _scan_runs(runs_dir, verbose):
+        values.setdefault(r.label, {}).setdefault(r.column, {})[r.seed] = r.value
+        walls.setdefault(r.label, {}).setdefault(r.column, {})[r.seed] = r.wall_time_s
+    return values, walls
 
 
 def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
-    """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir.
-
-    Which runs are read, and how their value and row label are found: :func:`_scan_runs`.
-    """
-    return _nest(_scan_runs(runs_dir, verbose), 3)
-
-
-def collect_wall_times(
-    runs_dir: str | Path, verbose: bool = True
-) -> dict[str, dict[str, dict[int, float | None]]]:
-    """``{row label: {column: {seed: wall time in s}}}`` of the same runs as :func:`collect_runs`."""
-    return _nest(_scan_runs(runs_dir, verbose), 4)
+    """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir
+    (the values of :func:`collect`)."""
+    return collect(runs_dir, verbose)[0]
 
 
 def _reported(res: Mapping[str, Any], summ: Mapping[str, Any]) -> float:
@@ -210,7 +218,7 @@ def aggregate(
     Returns ``{"columns": [...], "rows": {label: {column: entry}}}`` with ``entry`` holding
     ``values``, ``seeds``, ``n_seeds``, ``mean``, ``std`` (absent without runs), ``published``
     (``[mean, std]`` or None; only for unmarked rows), ``diff_in_published_std`` and ``marked``;
-    with ``wall_times`` (:func:`collect_wall_times`) also ``wall_time_s``, the runs' wall times in
+    with ``wall_times`` (the second part of :func:`collect`) also ``wall_time_s``, the runs' wall times in
     the order of ``seeds`` (None where a run recorded none).
     """
     labels = [r for r in ROWS if r in runs or r in PUBLISHED] + sorted(set(runs) - set(ROWS))
@@ -380,8 +388,7 @@ def write_table(runs_dir: str | Path, out: str | Path | None = None, figure: boo
     """
     from dfc_brian.experiments.results import atomic_write_text
 
-    records = _scan_runs(runs_dir)
-    data = aggregate(_nest(records, 3), _nest(records, 4))
+    data = aggregate(*collect(runs_dir))
     md = Path(out) if out else Path(runs_dir) / "table1.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     paths = {"md": md, "json": md.with_suffix(".json"), "csv": md.with_suffix(".csv")}

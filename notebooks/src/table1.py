@@ -14,10 +14,12 @@ from IPython.display import Markdown, display
 from dfc_brian.experiments import table1 as T1
 
 runs_dir = ROOT / 'runs'
-if not (runs_dir.is_dir() and T1.collect_runs(runs_dir, verbose=False)):
+values, walls = T1.collect(runs_dir) if runs_dir.is_dir() else ({}, {})
+if not values:
     runs_dir = ROOT / 'benchmarks' / 'results' / 'table1'  # the runs committed with the project
+    values, walls = T1.collect(runs_dir)
 print(f'runs read from {runs_dir}')
-data = T1.aggregate(T1.collect_runs(runs_dir), T1.collect_wall_times(runs_dir, verbose=False))
+data = T1.aggregate(values, walls)
 md = T1.table_markdown(data)
 if not any(e['values'] for row in data['rows'].values() for e in row.values()):
     print(f'No finished runs under {runs_dir}: the table shows the published numbers only.\n'
