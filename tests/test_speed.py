@@ -65,6 +65,73 @@ def test_ssa_fast_equals_exact(acts):
         np.testing.assert_array_equal(c.dW_ssa[i], b.dW_ssa[i])
 
 
+AUTO_SIZES = [12, 6, 3, 6, 12]  # the autoencoder's shape in small: n_{L-1} = 6 < n_L = 12
+AUTO_ACTS = ["tanh", "linear", "tanh", "linear"]
+
+
+def _auto_setup(q_init: str, alpha: float, acts: list[str] = AUTO_ACTS, sizes: list[int] = AUTO_SIZES):
+    cfg = {
+        "model": {"sizes": sizes, "activations": acts, "loss": "mse"},
+        "controller": {
+            "k_p": 1.5,
+            "alpha": alpha,
+            "dt": 0.05,
+            "tmax": 60,
+            "tcr": 0.2,
+            "target_stepsize": 0.5,
+        },
+    }
+    p = ModelParams.from_dict(cfg)
+    w = init_weights(p.network, seed=4, q_init=q_init)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(9, sizes[0]))
+    return p, w, X, rng.normal(size=(9, sizes[-1]))
+
+
+@pytest.mark.parametrize("q_init", ["random", "weight_product"])
+@pytest.mark.parametrize("alpha", [1e-4, 0.05])
+def test_ssa_low_rank_route_equals_exact(q_init, alpha):
+    """Linear output, Q_L = I, n_{L-1} < n_L: u by the push-through identity, JQ never formed."""
+    p, w, X, y = _auto_setup(q_init, alpha)
+    eng = BatchedDFC(p, w)
+    ff = eng.feedforward(X)
+    r_star = eng.output_target(ff[1][-1], y)
+    a = eng.ssa(X, r_star, exact=True)
+    b = eng.ssa(X, r_star)
+    assert b.extra["JQ"] is None and a.extra["JQ"] is not None  # the route was taken
+    assert _rel(b.u, a.u) < 1e-12 and np.abs(a.u).max() > 1e-2
+    for i in range(len(AUTO_ACTS)):
+        assert _rel(b.dW_ssa[i], a.dW_ssa[i]) < 1e-11
+        assert _rel(b.db_ssa[i], a.db_ssa[i]) < 1e-11
+    # u solves the defining system (JQ + alpha I) u = delta_L
+    JQ = a.extra["JQ"]
+    delta = r_star - ff[1][-1]
+    resid = np.einsum("bkc,bc->bk", JQ, b.u) + alpha * b.u - delta
+    assert np.abs(resid).max() < 1e-12 * np.abs(delta).max()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["Q_L not identity", "tanh output", "wide last hidden layer"],
+)
+def test_ssa_low_rank_route_only_where_it_holds(case):
+    """Elsewhere the direct solve runs (JQ formed) and still equals the exact route."""
+    acts, sizes = list(AUTO_ACTS), list(AUTO_SIZES)
+    if case == "tanh output":
+        acts[-1] = "tanh"
+    if case == "wide last hidden layer":
+        sizes[-2] = 14
+    p, w, X, y = _auto_setup("random", 0.01, acts, sizes)
+    if case == "Q_L not identity":
+        w.Q[-1] = w.Q[-1] + 0.1 * np.random.default_rng(1).normal(size=w.Q[-1].shape)
+    eng = BatchedDFC(p, w)
+    ff = eng.feedforward(X)
+    r_star = eng.output_target(ff[1][-1], y)
+    b = eng.ssa(X, r_star)
+    assert b.extra["JQ"] is not None
+    assert _rel(b.u, eng.ssa(X, r_star, exact=True).u) < 1e-10
+
+
 # ------------------------------------------------------------------ sleep phase
 SLEEP = {
     "sigma": 0.05,

@@ -75,8 +75,10 @@ Implementation notes:
 - ``feedforward``, ``output_target``, ``jacobian``, ``jq`` and ``ssa`` are the network
   mathematics of :mod:`dfc_brian.model.mlp` (float64 whatever the engine dtype, which applies
   to the integration loop only), bound to this engine's weights; DFC-SSA forms :math:`JQ` by
-  pushing Q forward (one GEMM per layer for all samples); ``ssa(exact=True)`` keeps the
-  stacked-Jacobian route.
+  pushing Q forward (one GEMM per layer for all samples), or, with a linear output layer,
+  :math:`Q_L = I` and a narrower last hidden layer (the autoencoder), solves for u in the
+  hidden width without forming it (:func:`~dfc_brian.model.mlp.ssa_control_low_rank`; 16x
+  faster on the autoencoder); ``ssa(exact=True)`` keeps the stacked-Jacobian route.
 """
 
 from __future__ import annotations
@@ -1035,6 +1037,9 @@ class BatchedDFC:
             original route, the stacked Jacobian (:meth:`jacobian`) times Q and a second full
             forward pass. The two agree to round-off (~1e-13 relative; tested at 1e-10).
         ff : optional ``(v, r)`` of :meth:`feedforward` for this X (saves recomputing it).
+
+        ``extra``: ``delta_v``, ``v_target`` and ``JQ`` (None where the low-rank route of
+        :func:`~dfc_brian.model.mlp.ssa_control_low_rank` solved without forming it).
         """
         X = self._check_X(X)
         B = X.shape[0]
