@@ -96,7 +96,7 @@ def test_markdown_csv_and_figure_from_cli(runs, tmp_path, capsys):
     d = (6.5 / 3 - 2.25) / 0.094
     assert f"| 2.17 ± 0.12 % (n=3) | 2.25 ± 0.09 % | {d:+.1f} |" in dfc_line and f"{d:+.1f}" == "-0.9"
     assert "| 11.00 ± 1.00 e−2 (n=2) | 9.42 ± 0.09 e−2 | +17.6 |" in md
-    assert "| DFC [1 epoch] | 5.50 ± 0.00 % (n=1) | — | — |" in md
+    assert "| DFC [1 epoch] | 5.50 % (n=1) | — | — |" in md  # one seed: no spread
     rows = list(csv.DictReader(out.with_suffix(".csv").open()))
     r = next(x for x in rows if x["row"] == "DFC" and x["column"] == "mnist")
     assert (r["n"], r["seeds"], r["marked"]) == ("3", "0;1;2", "0")
@@ -150,6 +150,9 @@ def test_format_cell():
     assert T1.format_cell(2.08, 0.15, "mnist") == "2.08 ± 0.15 %"
     assert T1.format_cell(9.42e-2, 0.09e-2, "mnist_autoencoder") == "9.42 ± 0.09 e−2"
     assert T1.format_cell(7.61e-8, 0.65e-8, "mnist_trainloss") == "7.61 ± 0.65 e−8"
+    assert T1.format_cell(2.43, None, "mnist") == "2.43 %"  # one seed: no spread
+    assert T1.format_cell(0.2963, None, "mnist_autoencoder") == "29.63 e−2"
+    assert T1.format_cell(1.79e-4, None, "mnist_trainloss") == "1.79 e−4"
 
 
 def test_cell_note_printed_only_with_runs(runs):

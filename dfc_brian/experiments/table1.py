@@ -67,7 +67,8 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
 NOTE = (
     "Ours: test error (%) or test loss at the epoch of best validation, MNIST train loss: running training "
     "loss of the last epoch (mean minibatch loss before each update, as the authors' code); "
-    "mean ± std (numpy.std, ddof 0) over the n seeds. Published: Meulemans et al. 2021, Table 1. "
+    "mean ± std (numpy.std, ddof 0) over the n seeds (the mean alone for n=1). "
+    "Published: Meulemans et al. 2021, Table 1. "
     "Δ/σ: (ours − published mean) / published std. Rows marked [...] ran fewer or more "
     "epochs than the paper (100; autoencoder 25) or at most N minibatches per epoch: not comparable."
 )
@@ -86,14 +87,20 @@ CELL_NOTES: dict[tuple[str, str], str] = {
 }
 
 
-def format_cell(mean: float, std: float, column: str) -> str:
-    """``mean ± std`` in the unit of a Table-1 column (%, e−2, or a power of ten)."""
+def format_cell(mean: float, std: float | None, column: str) -> str:
+    """``mean ± std`` in the unit of a Table-1 column (%, e−2, or a power of ten).
+
+    ``std`` None (one seed: no spread to report) gives the mean alone.
+    """
     if column in ("mnist", "fashion_mnist"):
-        return f"{mean:.2f} ± {std:.2f} %"
-    if column == "mnist_autoencoder":
-        return f"{mean * 100:.2f} ± {std * 100:.2f} e−2"
-    exp = int(np.floor(np.log10(abs(mean)))) if mean != 0 and np.isfinite(mean) else 0
-    return f"{mean / 10**exp:.2f} ± {std / 10**exp:.2f} e{exp}".replace("e-", "e−")
+        scale, unit = 1.0, " %"
+    elif column == "mnist_autoencoder":
+        scale, unit = 100.0, " e−2"
+    else:
+        exp = int(np.floor(np.log10(abs(mean)))) if mean != 0 and np.isfinite(mean) else 0
+        scale, unit = 10.0**-exp, f" e{exp}".replace("e-", "e−")
+    spread = "" if std is None else f" ± {std * scale:.2f}"
+    return f"{mean * scale:.2f}{spread}{unit}"
 
 
 def row_label(row: str, column: str, epochs: int | None, max_batches: int | None) -> str:
@@ -254,7 +261,8 @@ def table_markdown(data: Mapping[str, Any]) -> str:
         cells = [r]
         for c in cols:
             e = row[c]
-            cells.append(f"{format_cell(e['mean'], e['std'], c)} (n={e['n_seeds']})" if e["values"] else "—")
+            std = e["std"] if e["n_seeds"] > 1 else None  # one seed has no spread
+            cells.append(f"{format_cell(e['mean'], std, c)} (n={e['n_seeds']})" if e["values"] else "—")
             cells.append(format_cell(*e["published"], c) if e["published"] else "—")
             d = e["diff_in_published_std"]
             cells.append(f"{d:+.1f}" if d is not None else "—")
@@ -362,7 +370,8 @@ def plot_table(data: Mapping[str, Any]) -> Figure:
                 ax.bar(i - 0.2, e["published"][0], 0.4, yerr=e["published"][1], color="0.75", capsize=3)
             if e["values"]:
                 color = "tab:orange" if e["marked"] else "tab:blue"
-                ax.bar(i + 0.2, e["mean"], 0.4, yerr=e["std"], color=color, capsize=3)
+                yerr = e["std"] if len(e["values"]) > 1 else None  # one seed: no error bar
+                ax.bar(i + 0.2, e["mean"], 0.4, yerr=yerr, color=color, capsize=3)
                 ax.plot(np.full(len(e["values"]), i + 0.2), e["values"], "k.", ms=3)
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
         ax.set_title(COLUMN_TITLES[c], fontsize=9)
