@@ -173,6 +173,56 @@ def test_sleep_estimator_equals_the_sum_over_the_trajectory():
         assert _rel(res.dQ[i], expect) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_identity_output_feedback_is_bit_identical_to_the_product(monkeypatch, dtype):
+    """Q_L = I: the phases feed u (times the gain) instead of the GEMM with I, bit for bit."""
+    cfg_sleep = dict(SLEEP, sigma_output_fb=0.03)
+    p, w, X, y = _auto_setup("random", 0.05)
+    p = ModelParams.from_dict(
+        {
+            "model": {"sizes": AUTO_SIZES, "activations": AUTO_ACTS, "loss": "mse"},
+            "controller": {
+                "k_p": 1.5,
+                "alpha": 0.05,
+                "dt": 0.05,
+                "tmax": 60,
+                "tcr": 0.2,
+                "target_stepsize": 0.5,
+            },
+            "sleep": cfg_sleep,
+        }
+    )
+    eng = BatchedDFC(p, w, dtype=dtype)
+    assert eng._identity_feedback() == [False, False, False, True]
+    r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
+    T = cfg_sleep["tmax_fb"]
+    rng = np.random.default_rng(3)
+    noise = [rng.standard_normal((T - 1, len(X), n)) for n in AUTO_SIZES[1:]]
+
+    def phases():
+        return (
+            eng.controlled_phase(X, r_star, accumulate=True),
+            eng.controlled_phase(X, r_star, record=True),
+            eng.sleep_phase(X, noise=noise),
+            eng.sleep_phase(X, noise=noise, record=True),
+        )
+
+    fast = phases()
+    monkeypatch.setattr(BatchedDFC, "_identity_feedback", lambda self: [False] * self.L)
+    slow = phases()
+    for a, b in zip(fast[:2], slow[:2], strict=True):
+        np.testing.assert_array_equal(a.u_last, b.u_last)
+        for i in range(len(AUTO_ACTS)):
+            np.testing.assert_array_equal(a.r_last[i], b.r_last[i])
+    for i in range(len(AUTO_ACTS)):
+        np.testing.assert_array_equal(fast[0].dW_dfc[i], slow[0].dW_dfc[i])
+        np.testing.assert_array_equal(fast[1].v_apical[i], slow[1].v_apical[i])
+        np.testing.assert_array_equal(fast[2].dQ[i], slow[2].dQ[i])
+        np.testing.assert_array_equal(fast[3].v_apical[i], slow[3].v_apical[i])
+    assert np.abs(fast[1].v_apical[-1]).max() > 1e-3  # the output layer's apical input is live
+    assert np.abs(fast[2].dQ[-1]).max() > 1e-3
+
+
 # ------------------------------------------------------------------ optimiser
 @pytest.mark.parametrize("wd", [0.0, 0.01])
 def test_adam_in_place_equals_the_textbook_expressions(wd):

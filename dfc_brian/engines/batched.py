@@ -220,6 +220,14 @@ class BatchedDFC:
         QT = [np.ascontiguousarray(q.T, dtype=dt) for q in self.weights.Q]
         return WT, b, QT
 
+    def _identity_feedback(self) -> list[bool]:
+        """Per layer, whether Q_i is the identity (Q_L = I: ``freeze_QL``, the weight product,
+        and every Table-1 config). The phases then feed u itself (times the step's gain) to
+        that layer's apical compartments instead of a GEMM with the identity: the same numbers
+        bit for bit (each output element is one product plus exact zeros), and on the
+        autoencoder the 784 x 784 product is the largest of each step."""
+        return [q.shape[0] == q.shape[1] and np.array_equal(q, np.eye(q.shape[0])) for q in self.weights.Q]
+
     def _check_X(self, X: np.ndarray, name: str = "X") -> np.ndarray:
         try:
             X = np.asarray(X, dtype=np.float64)
@@ -406,6 +414,7 @@ class BatchedDFC:
         """
         dt = self.dtype if dtype is None else np.dtype(dtype)
         WT, _, QT = self._mats(dt)
+        q_eye = self._identity_feedback()
         L = self.L
         B = X.shape[0]
         T, h, tcr = ctrl.tmax, ctrl.dt, max(ctrl.tcr, ctrl.dt)
@@ -519,7 +528,10 @@ class BatchedDFC:
             for i in range(L):
                 if inst and i > 0:
                     np.matmul(dr[i - 1], WT[i], out=dvB[i])
-                np.matmul(u_fb, QT[i], out=fb[i])
+                if q_eye[i]:  # Q_i = I: u itself, bit for bit the product
+                    np.copyto(fb[i], u_fb)
+                else:
+                    np.matmul(u_fb, QT[i], out=fb[i])
                 if tau_A is None:
                     vA[i], fb[i] = fb[i], vA[i]
                 else:
@@ -652,6 +664,7 @@ class BatchedDFC:
         vA = [vA_flat[off[i] : off[i + 1]].reshape(B, sizes[i]) for i in range(L)]
         fb = [fb_flat[off[i] : off[i + 1]].reshape(B, sizes[i]) for i in range(L)]
         agQT = [np.multiply(QT[i], dt.type(a * g)) for i in range(L)]
+        q_eye = self._identity_feedback()
         keep = dt.type(1.0 - a)
         dv = [np.zeros((B, n), dtype=dt) for n in sizes]
         dr = [np.zeros((B, n), dtype=dt) for n in sizes]
@@ -690,7 +703,10 @@ class BatchedDFC:
             # g v_A += (dt/tau_A)(-g v_A + g Q u) + g sigma sqrt(dt)/tau_A xi
             for i in range(L):
                 S_Q[i] += vA[i].T @ u
-                np.matmul(u_fb, agQT[i], out=fb[i])
+                if q_eye[i]:  # Q_i = I: (a g) u, bit for bit the product with a g I
+                    np.multiply(u_fb, dt.type(a * g), out=fb[i])
+                else:
+                    np.matmul(u_fb, agQT[i], out=fb[i])
             vA_flat *= keep
             vA_flat += fb_flat
             if xi_flat is not None:
