@@ -69,18 +69,17 @@ AUTO_SIZES = [12, 6, 3, 6, 12]  # the autoencoder's shape in small: n_{L-1} = 6 
 AUTO_ACTS = ["tanh", "linear", "tanh", "linear"]
 
 
-def _auto_setup(q_init: str, alpha: float, acts: list[str] = AUTO_ACTS, sizes: list[int] = AUTO_SIZES):
-    cfg = {
-        "model": {"sizes": sizes, "activations": acts, "loss": "mse"},
-        "controller": {
-            "k_p": 1.5,
-            "alpha": alpha,
-            "dt": 0.05,
-            "tmax": 60,
-            "tcr": 0.2,
-            "target_stepsize": 0.5,
-        },
-    }
+def _auto_setup(
+    q_init: str,
+    alpha: float,
+    acts: list[str] = AUTO_ACTS,
+    sizes: list[int] = AUTO_SIZES,
+    sleep: dict | None = None,
+):
+    ctrl = {"k_p": 1.5, "alpha": alpha, "dt": 0.05, "tmax": 60, "tcr": 0.2, "target_stepsize": 0.5}
+    cfg = {"model": {"sizes": sizes, "activations": acts, "loss": "mse"}, "controller": ctrl}
+    if sleep is not None:
+        cfg["sleep"] = sleep
     p = ModelParams.from_dict(cfg)
     w = init_weights(p.network, seed=4, q_init=q_init)
     rng = np.random.default_rng(4)
@@ -176,22 +175,8 @@ def test_sleep_estimator_equals_the_sum_over_the_trajectory():
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_identity_output_feedback_is_bit_identical_to_the_product(monkeypatch, dtype):
     """Q_L = I: the phases feed u (times the gain) instead of the GEMM with I, bit for bit."""
-    cfg_sleep = dict(SLEEP, sigma_output_fb=0.03)
-    p, w, X, y = _auto_setup("random", 0.05)
-    p = ModelParams.from_dict(
-        {
-            "model": {"sizes": AUTO_SIZES, "activations": AUTO_ACTS, "loss": "mse"},
-            "controller": {
-                "k_p": 1.5,
-                "alpha": 0.05,
-                "dt": 0.05,
-                "tmax": 60,
-                "tcr": 0.2,
-                "target_stepsize": 0.5,
-            },
-            "sleep": cfg_sleep,
-        }
-    )
+    cfg_sleep = dict(SLEEP, sigma_output_fb=0.03)  # output noise on: every term of the phase live
+    p, w, X, y = _auto_setup("random", 0.05, sleep=cfg_sleep)
     eng = BatchedDFC(p, w, dtype=dtype)
     assert eng._identity_feedback() == [False, False, False, True]
     r_star = eng.output_target(eng.feedforward(X)[1][-1], y)
