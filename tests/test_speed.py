@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dfc_brian.engines.batched import BatchedDFC
+from dfc_brian.model import mlp
 from dfc_brian.model.params import ConfigError, ModelParams
 from dfc_brian.model.weights import init_weights
 
@@ -129,6 +130,12 @@ def test_ssa_low_rank_route_only_where_it_holds(case):
     b = eng.ssa(X, r_star)
     assert b.extra["JQ"] is not None
     assert _rel(b.u, eng.ssa(X, r_star, exact=True).u) < 1e-10
+    delta = r_star - ff[1][-1]
+    if case == "wide last hidden layer":  # exact there too, only not cheaper
+        assert _rel(mlp.ssa_control_low_rank(w, acts, ff[0], w.Q, delta, 0.01), b.u) < 1e-10
+    else:
+        with pytest.raises(ConfigError, match="linear output layer below a hidden layer and Q_L = I"):
+            mlp.ssa_control_low_rank(w, acts, ff[0], w.Q, delta, 0.01)
 
 
 # ------------------------------------------------------------------ sleep phase

@@ -77,7 +77,7 @@ Implementation notes:
   to the integration loop only), bound to this engine's weights; DFC-SSA forms :math:`JQ` by
   pushing Q forward (one GEMM per layer for all samples), or, with a linear output layer,
   :math:`Q_L = I` and a narrower last hidden layer (the autoencoder), solves for u in the
-  hidden width without forming it (:func:`~dfc_brian.model.mlp.ssa_control_low_rank`; 16x
+  hidden width without forming it (:func:`~dfc_brian.model.mlp.ssa_control_low_rank`; 15x
   faster on the autoencoder); ``ssa(exact=True)`` keeps the stacked-Jacobian route.
 """
 

@@ -574,17 +574,22 @@ class SteadyState(NamedTuple):
     update: Update  # nonlinear-difference update (direction of the rule)
 
 
-def _identity_output_route(weights: Weights, acts: tuple[str, ...], Qs: Sequence[np.ndarray]) -> bool:
-    """Whether :func:`ssa_control_low_rank` applies and pays: a linear output layer, ``Q_L = I``
-    and a last hidden layer narrower than the output (the autoencoder: 256 < 784)."""
+def _low_rank_holds(weights: Weights, acts: tuple[str, ...], Qs: Sequence[np.ndarray]) -> bool:
+    """Whether :func:`ssa_control_low_rank` is exact here: a linear output layer below a hidden
+    layer, and ``Q_L = I``."""
     n_L = Qs[-1].shape[0]
     return (
         acts[-1] == "linear"
         and len(weights.W) > 1
-        and weights.W[-1].shape[1] < n_L
         and Qs[-1].shape == (n_L, n_L)
         and np.array_equal(Qs[-1], np.eye(n_L))
     )
+
+
+def _identity_output_route(weights: Weights, acts: tuple[str, ...], Qs: Sequence[np.ndarray]) -> bool:
+    """Whether :func:`ssa` takes :func:`ssa_control_low_rank`: it is exact and it pays, the last
+    hidden layer being narrower than the output (the autoencoder: 256 < 784)."""
+    return weights.W[-1].shape[1] < Qs[-1].shape[0] and _low_rank_holds(weights, acts, Qs)
 
 
 def ssa_control_low_rank(
@@ -615,6 +620,11 @@ def ssa_control_low_rank(
     :math:`u_{ss}` as the direct solve up to round-off (tested against ``ssa(exact=True)``).
     """
     acts = activations(acts)
+    if not _low_rank_holds(weights, acts, Qs):
+        raise ConfigError(
+            "ssa_control_low_rank needs a linear output layer below a hidden layer and Q_L = I; "
+            "use ssa() (it picks the route)"
+        )
     W = weights.W
     L = len(W)
     W_L = W[-1]  # (n_L, n_{L-1})
