@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,23 +40,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_speed import machine_info  # noqa: E402
+
 from dfc_brian.config import load_config  # noqa: E402
 from dfc_brian.engines.batched import BatchedDFC  # noqa: E402
 from dfc_brian.engines.methods import make_method  # noqa: E402
 from dfc_brian.model import mlp  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 B = 128
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _minibatch() -> tuple[np.ndarray, str]:
@@ -184,12 +178,10 @@ def main() -> None:
         "speedup_cpu": {k: ratio(cpu, k) for k in tasks},
         "equality": equal,
         "machine": {
-            "cpu_model": _cpu_model(),
-            "cpu_count": os.cpu_count(),
+            **machine_info(),
             "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
-            "platform": platform.platform(),
             "numpy": np.__version__,
         },
     }
