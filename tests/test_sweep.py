@@ -177,6 +177,11 @@ def test_sweep_matches_serial_skips_finished_and_isolates_failures(client, cfgs,
     # a longer training.epochs is not "finished": the run resumes from its checkpoint
     third = S.run_sweep([cfgs["tiny_bp"]], "0", runs, client=client, progress=False, epochs=3)
     assert third["tasks"][0]["status"] == "done" and third["tasks"][0]["resumed_from_epoch"] == 2
+    # each sweep keeps its own summary; sweep_summary.json is the last one's
+    own = sorted((runs / S.SUMMARY_DIR).glob("*.json"))
+    assert [json.loads(p.read_text()) for p in own] == [summary, again, third]
+    assert [Path(x["summary_file"]) for x in (summary, again, third)] == own
+    assert json.loads((runs / S.SUMMARY_JSON).read_text()) == third
 
 
 def test_local_cluster_pins_blas_threads(client):

@@ -18,7 +18,9 @@ Where the tasks run:
 
 Dask is an optional dependency (``pip install dfc-brian[sweep]``): this module imports it only
 when a sweep starts. The sweep's summary (status, error, reported value, wall time per task) is
-written to ``RUNS/sweep_summary.json`` after every finished task.
+written after every finished task to ``RUNS/sweeps/<start time>-<pid>.json``, its own file, and
+copied to ``RUNS/sweep_summary.json`` (the summary of the sweep that wrote last): two sweeps
+into one runs directory keep both summaries.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from typing import Any
 from dfc_brian.config import MODELS_DIR, load_config, resolve_config_path
 from dfc_brian.model.params import ConfigError
 
-SUMMARY_JSON = "sweep_summary.json"
+SUMMARY_JSON = "sweep_summary.json"  # the summary of the sweep that wrote last
+SUMMARY_DIR = "sweeps"  # each sweep's own summary: sweeps/<start time>-<pid>.json
 #: environment of every worker process, set before numpy is imported there
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: dask-jobqueue cluster classes by ``--cluster`` name
@@ -367,7 +370,8 @@ def _line(e: Mapping[str, Any]) -> str:
     return head + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _write_summary(path: Path, meta: Mapping[str, Any], entries: Mapping[int, dict]) -> None:
+def _write_summary(paths: Sequence[Path], meta: Mapping[str, Any], entries: Mapping[int, dict]) -> dict:
+    """Write the summary to each of ``paths`` (atomically) and return it."""
     from dfc_brian.experiments.results import atomic_write_text
 
     tasks = [entries[i] for i in sorted(entries)]
@@ -375,7 +379,10 @@ def _write_summary(path: Path, meta: Mapping[str, Any], entries: Mapping[int, di
     for e in tasks:
         counts[e["status"]] = counts.get(e["status"], 0) + 1
     side = {**meta, "counts": counts, "tasks": tasks}
-    atomic_write_text(path, json.dumps(side, indent=1, default=str) + "\n")
+    text = json.dumps(side, indent=1, default=str) + "\n"
+    for path in paths:
+        atomic_write_text(path, text)
+    return json.loads(text)
 
 
 def run_sweep(
@@ -397,7 +404,8 @@ def run_sweep(
     train_fn: TrainFn | None = None,
     poll_s: float = 5.0,
 ) -> dict[str, Any]:
-    """Run every (config, seed) as one Dask task; return the summary (also in ``RUNS/sweep_summary.json``).
+    """Run every (config, seed) as one Dask task; return this sweep's summary (also in
+    ``RUNS/sweeps/<start time>-<pid>.json`` and, as the latest, ``RUNS/sweep_summary.json``).
 
     Parameters
     ----------
@@ -453,9 +461,12 @@ def run_sweep(
     tasks = make_tasks(configs, seeds, runs_dir, epochs=epochs)
     runs = Path(runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
-    summary_path = runs / SUMMARY_JSON
     dr = str(data_root) if data_root is not None else None
     t_start = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t_start)) + f".{int(t_start % 1 * 1e6):06d}"
+    own_name = f"{stamp}-{os.getpid()}.json"  # UTC start to the microsecond, and the driver's pid
+    (runs / SUMMARY_DIR).mkdir(exist_ok=True)
+    summary_paths = [runs / SUMMARY_DIR / own_name, runs / SUMMARY_JSON]
     meta: dict[str, Any] = {
         "runs_dir": str(runs),
         "configs": [str(c) for c in configs],
@@ -463,6 +474,7 @@ def run_sweep(
         "max_batches": max_batches,
         "epochs": epochs,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)),
+        "summary_file": str(summary_paths[0]),
     }
     entries: dict[int, dict[str, Any]] = {}
     todo = []
@@ -482,7 +494,7 @@ def run_sweep(
     for i in sorted(entries):
         if progress:
             tqdm.write(_line(entries[i]), file=sys.stderr)
-    _write_summary(summary_path, meta, entries)
+    _write_summary(summary_paths, meta, entries)
 
     own: list[Any] = []  # what this call started and must close
     try:
@@ -540,17 +552,17 @@ def run_sweep(
                     bar.update()
                     if progress:
                         tqdm.write(_line(entries[i]), file=sys.stderr)
-                    _write_summary(summary_path, meta, entries)
+                    _write_summary(summary_paths, meta, entries)
     finally:
         for i in todo:
             entries.setdefault(i, _entry(tasks[i], status="cancelled"))
         meta["wall_s"] = time.time() - t_start
-        _write_summary(summary_path, meta, entries)
+        summary = _write_summary(summary_paths, meta, entries)
         bar.close()
         for obj in own:
             with contextlib.suppress(Exception):
                 obj.close()
-    return json.loads(summary_path.read_text())
+    return summary  # this sweep's own (the file RUNS/sweep_summary.json may be another's by now)
 
 
 class _EpochWatch:
@@ -650,7 +662,7 @@ def main_sweep(args: argparse.Namespace) -> int:
     print(
         f"sweep: {len(summary['tasks'])} runs: "
         + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        + f"; summary in {Path(args.runs) / SUMMARY_JSON}"
+        + f"; summary in {summary['summary_file']}"
     )
     bad = [t for t in summary["tasks"] if t["status"] != "done" and t["status"] != "skipped"]
     for t in bad:
