@@ -180,3 +180,42 @@ def test_cell_note_numbers_are_the_committed_crosscheck_runs():
         assert last in note, (name, last)
     lock = json.loads((xc / "mnist_trainloss_bp_seed0.json").read_text())["lockstep"]
     assert lock["steps"] == 430 and lock["max_rel_loss_diff"] < 9e-16
+
+
+def test_plateau_exit_epoch():
+    h = {"epoch": [0, 1, 2, 3, 4, 5], "step/loss": [None, 1e-3, 2e-6, 3e-4, 4e-6, 9e-7]}
+    assert T1.plateau_exit_epoch(h) == 4.0  # epoch 2 dipped below, epoch 3 came back
+    assert T1.plateau_exit_epoch(h, below=1e-6) == 5.0
+    assert T1.plateau_exit_epoch({**h, "step/loss": [None, 1e-3, 2e-6, 3e-4, 4e-6, 2e-5]}) is None
+
+
+def test_dfa_trainloss_note_numbers_are_the_committed_runs():
+    """The DFA train-loss note quotes each seed's last-epoch loss and plateau exit, at 100 and 150 epochs."""
+    res = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    note = T1.CELL_NOTES["DFA", "mnist_trainloss"]
+
+    def fmt(x: float) -> str:
+        return f"{x:.2e}".replace("e-0", "e−")
+
+    def hist(kind: str, cell: str, seed: int) -> dict:
+        return json.loads((res / kind / cell / str(seed) / "results.json").read_text())["history"]
+
+    h100 = [hist("table1", "mnist_trainloss_dfa", s) for s in range(5)]
+    h150 = [hist("trainloss_extension", "mnist_trainloss_dfa", s) for s in (2, 3, 4)]
+    assert all(h["epoch"][-1] == 100 for h in h100) and all(h["epoch"][-1] == 150 for h in h150)
+    e100 = [T1.plateau_exit_epoch(h) for h in h100]
+    assert e100[2:] == [None, None, None]
+    assert (
+        f"leave at epochs {e100[0]:.0f} and {e100[1]:.0f} and end at {fmt(h100[0]['step/loss'][-1])} and "
+        in note
+    )
+    last = [fmt(h["step/loss"][-1]) for h in h100[2:]]
+    assert f"still on it at epoch 100 ({last[0]}, {last[1]}, {last[2]})" in note
+    e150 = [f"{T1.plateau_exit_epoch(h):.0f}" for h in h150]
+    l150 = [fmt(h["step/loss"][-1]) for h in h150]
+    assert f"leave at epochs {e150[0]}, {e150[1]} and {e150[2]} and reach {l150[0]}, {l150[1]} and" in note
+    assert l150[2] in note and fmt(h100[1]["step/loss"][-1]) in note
+    for seed in (0, 1):  # BP at the released lr: still on the plateau at epoch 150
+        h = hist("trainloss_extension", "mnist_trainloss_bp", seed)
+        assert h["epoch"][-1] == 150 and T1.plateau_exit_epoch(h) is None
+        assert fmt(h["step/loss"][-1]) in T1.CELL_NOTES["BP", "mnist_trainloss"]
