@@ -404,7 +404,7 @@ def plot_table(data: Mapping[str, Any]) -> Figure:
                 ax.bar(i - 0.2, e["published"][0], 0.4, yerr=e["published"][1], color="0.75", capsize=3)
             if e["values"]:
                 color = "tab:orange" if e["marked"] else "tab:blue"
-                yerr = e["std"] if len(e["values"]) > 1 else None  # one seed: no error bar
+                yerr = e["std"] if e["n_seeds"] > 1 else None  # one seed: no error bar
                 ax.bar(i + 0.2, e["mean"], 0.4, yerr=yerr, color=color, capsize=3)
                 ax.plot(np.full(len(e["values"]), i + 0.2), e["values"], "k.", ms=3)
         ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
