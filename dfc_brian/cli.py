@@ -112,6 +112,12 @@ def _cmd_table(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from dfc_brian.experiments.status import main_status
+
+    return main_status(args.runs_dir, as_json=args.json)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from dfc_brian.experiments.sweep import main_sweep
 
@@ -209,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tb.add_argument("--no-figure", action="store_true", help="do not draw the .png figure")
     tb.set_defaults(func=_cmd_table)
+
+    stp = sub.add_parser("status", help="where every run under a runs folder stands (progress, pace, ETA)")
+    stp.add_argument("runs_dir", nargs="?", default="runs", help="folder searched for run directories")
+    stp.add_argument("--json", action="store_true", help="one JSON object per run instead of a table")
+    stp.set_defaults(func=_cmd_status)
 
     sw = sub.add_parser("sweep", help="run many (config, seed) trainings on Dask, resumable")
     from dfc_brian.experiments.sweep import add_sweep_arguments

@@ -257,9 +257,13 @@ def save_results(
     arrays: Mapping[str, np.ndarray] | None = None,
     summary: Mapping[str, Any] | None = None,
     wall_time_s: float | None = None,
+    epoch_wall_s: Mapping[str, list[float]] | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``results.npz`` (history as ``history/<key>`` arrays + ``arrays``) and ``results.json``.
+
+    ``wall_time_s`` is the run's total wall time; ``epoch_wall_s`` (JSON only) the wall time of
+    each finished epoch by kind (``sleep_only`` pre-training, ``training``).
 
     Returns
     -------
@@ -278,6 +282,7 @@ def save_results(
         "summary": dict(summary or {}),
         "history": {k: list(v) for k, v in history.items()},  # NaN -> null in the JSON
         "wall_time_s": wall_time_s,
+        **({"epoch_wall_s": {k: list(v) for k, v in epoch_wall_s.items()}} if epoch_wall_s else {}),
         **(dict(meta) if meta is not None else run_metadata()),
     }
     side = _finite_or_none(json.loads(json.dumps(side, default=_json_default)))

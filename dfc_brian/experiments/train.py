@@ -495,12 +495,21 @@ def train(
 
     if resume and ckpt_path.exists():
         state = load_loop_checkpoint(ckpt_path, method, rng, loop_id, "only training.epochs may change")
+    # the wall time of every finished epoch, for `dfc-brian status` and the cost tables (a checkpoint
+    # written before these were recorded has none for its earlier epochs)
+    state.setdefault("epoch_wall_s", {"sleep_only": [], "training": []})
+    state["epochs"] = tr["epochs"]  # the target, so that `dfc-brian status` needs no config
 
     t0 = time.perf_counter()
 
-    def checkpoint() -> None:
+    def checkpoint(kind: str | None = None) -> None:
+        """Save; ``kind`` (``sleep_only`` / ``training``) records the time since the last save
+        as that epoch's wall time."""
         nonlocal t0
-        state["wall_time_s"] += time.perf_counter() - t0
+        seg = time.perf_counter() - t0
+        state["wall_time_s"] += seg
+        if kind is not None:
+            state["epoch_wall_s"][kind].append(seg)
         save_loop_checkpoint(ckpt_path, method, loop_id, state, rng)
         t0 = time.perf_counter()
 
@@ -512,7 +521,7 @@ def train(
     def pretrain_done(ep: int, stats: list[dict]) -> None:
         _append(state["fb_history"], {"epoch": ep, **_means(stats)})
         state["fb_done"] = ep
-        checkpoint()
+        checkpoint("sleep_only")
 
     pretrain_feedback(
         method,
@@ -553,7 +562,7 @@ def train(
         state["done"] = ep
         if progress:
             _print_epoch(row, ds.task, tr["epochs"])
-        checkpoint()
+        checkpoint("training")
 
     summary = summarize(history, ds.task, dcfg["report"])
     summary.update(
@@ -580,6 +589,7 @@ def train(
         arrays=arrays,
         summary=summary,
         wall_time_s=state["wall_time_s"],
+        epoch_wall_s=state["epoch_wall_s"],
         meta=meta,
     )
     return summary
