@@ -128,3 +128,24 @@ def test_cli_status_table_json_and_errors(tmp_path, capsys):
     assert [(x["config"], x["done"], x["epochs"]) for x in rows] == [("fake_cls", 2, 2)]
     assert cli.main(["status", str(tmp_path / "nothing")]) == 2
     assert "runs folder" in capsys.readouterr().err
+
+
+def test_sweep_reports_each_checkpointed_epoch_once_with_its_time_value_and_eta(tmp_path):
+    from dfc_brian.experiments.sweep import _EpochWatch
+
+    cfg = {"name": "x", "training": {"method": "DFC-SSA", "q": "trained", "epochs_fb": 2, "epochs": 10}}
+    d = tmp_path / "x" / "4"
+    task = {"config": "x", "seed": 4, "run_dir": str(d)}
+    watch = _EpochWatch([task])
+    assert watch.poll([task]) == []  # nothing written yet
+    _write_checkpoint(d, _state(fb_done=1, done=0, epoch_wall_s={"sleep_only": [30.0], "training": []}), cfg)
+    assert watch.poll([task]) == ["x seed 4: sleep-only epoch 1/2 checkpointed (30 s; ETA 30 s + training)"]
+    assert watch.poll([task]) == []  # the same checkpoint is reported once
+    hist = {"epoch": [0, 1], "val_error": [90.0, 5.0], "test_error": [91.0, 4.5], "train_loss": [2.0, 0.1]}
+    ew = {"sleep_only": [30.0, 31.0], "training": [450.0]}
+    _write_checkpoint(d, _state(fb_done=2, done=1, history=hist, epoch_wall_s=ew), cfg)
+    os.utime(d / "checkpoint.npz", ns=(1, 10**18))  # a distinct mtime whatever the clock's resolution
+    assert watch.poll([task]) == [
+        "x seed 4: epoch 1/10 checkpointed (8 min; 4.5 test error (%) at the best validation, epoch 1; "
+        "ETA 1.1 h)"
+    ]

@@ -566,12 +566,15 @@ def run_sweep(
 
 
 class _EpochWatch:
-    """Reports the epochs a running task has checkpointed (read from its run directory)."""
+    """Reports the epochs a running task has checkpointed, read from its run directory by
+    :func:`~dfc_brian.experiments.status.run_status`: sleep-only pre-training and training
+    epochs, that epoch's wall time, the ETA at the run's pace and the value it would report now."""
 
     def __init__(self, tasks: Sequence[Mapping[str, Any]]) -> None:
-        self.seen: dict[str, tuple[int, int | None]] = {}
+        self.seen: dict[str, tuple[int, tuple[int, int] | None]] = {}
         for t in tasks:
-            self.seen[t["run_dir"]] = (self._mtime(t), _checkpoint_epoch(Path(t["run_dir"])))
+            st = self._read(t)
+            self.seen[t["run_dir"]] = (self._mtime(t), None if st is None else (st.fb_done, st.done))
 
     @staticmethod
     def _mtime(t: Mapping[str, Any]) -> int:
@@ -582,18 +585,31 @@ class _EpochWatch:
         except OSError:
             return 0
 
+    @staticmethod
+    def _read(t: Mapping[str, Any]):
+        from dfc_brian.experiments.status import run_status
+
+        try:
+            return run_status(t["run_dir"])
+        except Exception:  # a half-visible file on a network filesystem: report at the next poll
+            return None
+
     def poll(self, running: Iterable[Mapping[str, Any]]) -> list[str]:
+        from dfc_brian.experiments.status import epoch_line
+
         out = []
         for t in running:
             m = self._mtime(t)
-            last_m, last_ep = self.seen.get(t["run_dir"], (0, None))
+            last_m, last = self.seen.get(t["run_dir"], (0, None))
             if m == last_m:
                 continue
-            ep = _checkpoint_epoch(Path(t["run_dir"]))
-            self.seen[t["run_dir"]] = (m, ep)
-            if ep and ep != last_ep:
-                n = ((t.get("cfg") or {}).get("training") or {}).get("epochs")
-                out.append(f"{t['config']} seed {t['seed']}: epoch {ep}/{n} checkpointed")
+            st = self._read(t)
+            if st is None:
+                continue
+            now = (st.fb_done, st.done)
+            self.seen[t["run_dir"]] = (m, now)
+            if now != last and (st.fb_done or st.done):
+                out.append(f"{t['config']} seed {t['seed']}: {epoch_line(st)}")
         return out
 
 
