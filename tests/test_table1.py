@@ -219,3 +219,33 @@ def test_dfa_trainloss_note_numbers_are_the_committed_runs():
         h = hist("trainloss_extension", "mnist_trainloss_bp", seed)
         assert h["epoch"][-1] == 150 and T1.plateau_exit_epoch(h) is None
         assert fmt(h["step/loss"][-1]) in T1.CELL_NOTES["BP", "mnist_trainloss"]
+
+
+def test_runs_not_finished_are_listed_under_the_table(runs, tmp_path):
+    """The 7-of-100-epochs run is not in the table but named under it, and so is a run that has only
+    a checkpoint (`status.scan`); the unreadable results.json is neither."""
+    from tests.test_status import _state, _write_checkpoint
+
+    cfg = {"name": "mnist_dfc_ssa", "training": {"method": "DFC-SSA", "q": "trained", "epochs_fb": 10}}
+    hist = {"epoch": [0, 1, 2], "val_error": [90.0, 5.0, 4.0], "test_error": [91.0, 4.5, 4.25]}
+    hist["train_loss"] = [2.3, 0.2, 0.1]
+    _write_checkpoint(
+        runs / "mnist_dfc_ssa" / "0", _state(fb_done=10, done=2, epochs=100, history=hist), cfg, seed=0
+    )
+    paths = T1.write_table(runs, tmp_path / "out" / "t.md", figure=False)
+    md = paths["md"].read_text()
+    tail = md.split("**Runs not in the table**")[1].strip().splitlines()[2:]
+    assert tail == [
+        "- mnist_dfc_ssa seed 0: stopped, 2/100 epochs, 10/10 sleep-only epochs; so far 4.25 test error (%) "
+        "at the best validation, epoch 2",
+        f"- {runs / 'unfinished' / '0'} seed 0: stopped, 7/100 epochs",
+    ]
+    data = json.loads(paths["json"].read_text())
+    assert [(u["config"], u["done"]) for u in data["unfinished"]] == [("mnist_dfc_ssa", 2), (None, 7)]
+    assert 50.0 not in data["rows"]["DFC"]["mnist"]["values"]
+    (runs / "unfinished").rename(tmp_path / "moved")
+    (runs / "mnist_dfc_ssa").rename(tmp_path / "moved2")
+    assert (
+        "Runs not in the table"
+        not in T1.write_table(runs, tmp_path / "o2" / "t.md", figure=False)["md"].read_text()
+    )

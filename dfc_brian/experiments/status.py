@@ -83,7 +83,10 @@ def _value_so_far(history: Mapping[str, list], cfg: Mapping[str, Any]) -> tuple[
         return None, None
     task = "classification" if "val_error" in history else "regression"
     report = (cfg.get("data") or {}).get("report", "test_at_best_val")
-    s = summarize(history, task, report)
+    try:
+        s = summarize(history, task, report)
+    except (KeyError, ValueError, IndexError, TypeError):  # a history of another layout: no value
+        return None, None
     if report == "final_train_loss":
         return s["reported"], f"{s['train_loss_kind']} train loss of epoch {int(history['epoch'][-1])}"
     what = "test error (%)" if task == "classification" else "test loss"
@@ -147,22 +150,23 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
             print(f"status: cannot read {res} ({type(err).__name__}: {err})", file=sys.stderr)
         else:
             summ = r.get("summary") or {}
-            r_epochs = (r.get("config", {}).get("training") or {}).get("epochs")
-            finished = summ.get("epochs_done") is not None and summ.get("epochs_done") == r_epochs
-            if finished and (not st or st.get("done", 0) <= summ["epochs_done"]):
-                ew = r.get("epoch_wall_s") or {}
+            r_epochs = ((r.get("config") or {}).get("training") or {}).get("epochs")
+            r_done = summ.get("epochs_done")
+            # the results describe the run unless a checkpoint has gone further (an extended run)
+            if isinstance(r_done, int) and (not st or int(st.get("done", 0)) <= r_done):
+                finished = r_done == r_epochs
                 cfg, seed = r.get("config") or {}, r.get("seed")
                 st = {
-                    "done": summ["epochs_done"],
+                    "done": r_done,
                     "fb_done": summ.get("fb_epochs_done", 0),
                     "epochs": r_epochs,
                     "wall_time_s": r.get("wall_time_s") or 0.0,
                     "history": r.get("history") or {},
-                    "epoch_wall_s": ew,
+                    "epoch_wall_s": r.get("epoch_wall_s") or {},
                 }
                 mtime = r_mtime
-            else:
-                finished = False
+    if not st:  # nothing readable (the reason was printed)
+        return None
     tr = cfg.get("training") or {}
     epochs = st.get("epochs") or tr.get("epochs") or _configured_epochs(cfg)
     try:  # the stored config is the validated one

@@ -307,7 +307,47 @@ def table_markdown(data: Mapping[str, Any]) -> str:
         if r in data["rows"] and c in cols and data["rows"][r][c]["values"]
     ]
     notes_md = "\n**Where ours differs, and why:**\n\n" + "\n".join(notes) + "\n" if notes else ""
-    return "\n".join(lines) + "\n\n" + NOTE + "\n" + notes_md + wall_time_markdown(data)
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + NOTE
+        + "\n"
+        + notes_md
+        + wall_time_markdown(data)
+        + unfinished_markdown(data)
+    )
+
+
+def unfinished_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
+    """The run directories under runs_dir that are not in the table because they have not finished
+    their configured epochs (:func:`dfc_brian.experiments.status.scan`), as dicts."""
+    from dataclasses import asdict
+
+    from dfc_brian.experiments.status import scan
+
+    return [asdict(r) for r in scan(runs_dir) if r.state != "finished"]
+
+
+def unfinished_markdown(data: Mapping[str, Any]) -> str:
+    """A list of :func:`unfinished_runs` for under the table (empty when every run finished)."""
+    from dfc_brian.experiments.status import RunStatus
+
+    rows = [RunStatus(**r) for r in data.get("unfinished") or []]
+    if not rows:
+        return ""
+    lines = []
+    for r in rows:
+        fb = f", {r.fb_done}/{r.fb_epochs} sleep-only epochs" if r.fb_epochs else ""
+        so_far = f"; so far {r.value:.4g} {r.value_what}" if r.value is not None else ""
+        lines.append(
+            f"- {r.config or r.run_dir} seed {r.seed}: {r.state}, {r.done}/{r.epochs or '?'} epochs{fb}"
+            f"{so_far}"
+        )
+    return (
+        "\n**Runs not in the table** (not finished; `dfc-brian status` gives their pace and ETA):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def wall_time_markdown(data: Mapping[str, Any]) -> str:
@@ -432,6 +472,7 @@ def write_table(runs_dir: str | Path, out: str | Path | None = None, figure: boo
     from dfc_brian.experiments.results import atomic_write_text
 
     data = aggregate(*collect(runs_dir))
+    data["unfinished"] = unfinished_runs(runs_dir)
     md = Path(out) if out else Path(runs_dir) / "table1.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     paths = {"md": md, "json": md.with_suffix(".json"), "csv": md.with_suffix(".csv")}
