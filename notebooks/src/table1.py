@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Table 1: computer-vision results
 #
-# Assembles finished training runs (`results.json`, written by `dfc-brian sweep` or `dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside the published numbers, the difference in units of the published std, and each cell's wall time per run. It reads your own runs under `runs/` when there are any, else the paper-length runs committed with the project (`benchmarks/results/table1/`, the same as `figures/table1.md`). Runs shorter than the paper's get rows of their own. (Nothing is trained here: a paper-scale run takes hours.)
+# Assembles finished training runs (`results.json`, written by `dfc-brian sweep` or `dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside the published numbers, the difference in units of the published std, and each cell's wall time per run. It reads your own runs under `runs/` when there are any, else the paper-length runs committed with the project (`benchmarks/results/table1/`, the same as `figures/table1.md`). Runs shorter than the paper's get rows of their own; runs not finished yet are listed under the table. (Nothing is trained here: a paper-scale run takes hours.)
 
 # %%
 from dfc_brian.plotting import notebook_setup
@@ -20,6 +20,7 @@ if not values:
     values, walls = T1.collect(runs_dir)
 print(f'runs read from {runs_dir}')
 data = T1.aggregate(values, walls)
+data['unfinished'] = T1.unfinished_runs(runs_dir)  # listed under the table (`dfc-brian status` for more)
 md = T1.table_markdown(data)
 if not any(e['values'] for row in data['rows'].values() for e in row.values()):
     print(f'No finished runs under {runs_dir}: the table shows the published numbers only.\n'
