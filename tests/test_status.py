@@ -149,3 +149,12 @@ def test_sweep_reports_each_checkpointed_epoch_once_with_its_time_value_and_eta(
         "x seed 4: epoch 1/10 checkpointed (8 min; 4.5 test error (%) at the best validation, epoch 1; "
         "ETA 1.1 h)"
     ]
+
+
+def test_a_damaged_checkpoint_is_listed_with_the_reason_not_dropped(tmp_path):
+    d = tmp_path / "runs" / "x" / "0"
+    d.mkdir(parents=True)
+    (d / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    (r,) = S.scan(tmp_path / "runs")
+    assert r.state == "unreadable" and r.problem.startswith("cannot read checkpoint.npz (")
+    assert r.problem in S.status_markdown([r])

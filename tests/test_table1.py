@@ -223,7 +223,7 @@ def test_dfa_trainloss_note_numbers_are_the_committed_runs():
 
 def test_runs_not_finished_are_listed_under_the_table(runs, tmp_path):
     """The 7-of-100-epochs run is not in the table but named under it, and so is a run that has only
-    a checkpoint (`status.scan`); the unreadable results.json is neither."""
+    a checkpoint (`status.scan`), and the unreadable results.json with the reason."""
     from tests.test_status import _state, _write_checkpoint
 
     cfg = {"name": "mnist_dfc_ssa", "training": {"method": "DFC-SSA", "q": "trained", "epochs_fb": 10}}
@@ -236,15 +236,22 @@ def test_runs_not_finished_are_listed_under_the_table(runs, tmp_path):
     md = paths["md"].read_text()
     tail = md.split("**Runs not in the table**")[1].strip().splitlines()[2:]
     assert tail == [
+        f"- {runs / 'junk' / '0'} seed None: unreadable, 0/? epochs; cannot read results.json "
+        "(JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
         "- mnist_dfc_ssa seed 0: stopped, 2/100 epochs, 10/10 sleep-only epochs; so far 4.25 test error (%) "
         "at the best validation, epoch 2",
         f"- {runs / 'unfinished' / '0'} seed 0: stopped, 7/100 epochs",
     ]
     data = json.loads(paths["json"].read_text())
-    assert [(u["config"], u["done"]) for u in data["unfinished"]] == [("mnist_dfc_ssa", 2), (None, 7)]
+    assert [(u["config"], u["done"]) for u in data["unfinished"]] == [
+        (None, 0),
+        ("mnist_dfc_ssa", 2),
+        (None, 7),
+    ]
     assert 50.0 not in data["rows"]["DFC"]["mnist"]["values"]
     (runs / "unfinished").rename(tmp_path / "moved")
     (runs / "mnist_dfc_ssa").rename(tmp_path / "moved2")
+    (runs / "junk").rename(tmp_path / "moved3")
     assert (
         "Runs not in the table"
         not in T1.write_table(runs, tmp_path / "o2" / "t.md", figure=False)["md"].read_text()

@@ -7,7 +7,8 @@ checkpoint's small ``loop`` entry and ``results.json``) and reports, per (config
 - **state**: ``finished`` (``results.json`` with all configured epochs), ``running`` (its lock's
   process is alive on this host), ``locked`` (the lock names another host: cannot tell),
   ``stopped`` (a checkpoint and no live run: the same sweep or ``train --resume`` continues it),
-  ``starting`` (locked, no checkpoint yet);
+  ``starting`` (locked, no checkpoint yet), ``unreadable`` (its files cannot be read: the reason is
+  given, never dropped);
 - **progress**: sleep-only pre-training epochs and training epochs done of those configured;
 - **wall time** so far and the **pace**: the median wall time of the last five epochs of the
   current kind where the checkpoint records epoch times, else the mean over all epochs so far
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -61,6 +61,7 @@ class RunStatus:
     value_what: str | None  # what value is, in words
     last_write_s: float | None  # seconds since the checkpoint or results were last written
     last_epoch_s: float | None = None  # wall time of the newest recorded epoch (either kind)
+    problem: str | None = None  # a file of the run that could not be read, and why
 
 
 def _configured_epochs(cfg: Mapping[str, Any]) -> int | None:
@@ -133,21 +134,24 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
     cfg: dict[str, Any] = {}
     seed = None
     mtime = None
+    problems: list[str] = []
     if ck.is_file():
         try:
             with np.load(ck, allow_pickle=False) as z:
                 loop = array_json(z["loop"])
             st, cfg, seed = loop["state"], loop["id"]["cfg"], loop["id"].get("seed")
             mtime = ck.stat().st_mtime
-        except (OSError, KeyError, ValueError, TypeError) as err:
-            print(f"status: cannot read {ck} ({type(err).__name__}: {err})", file=sys.stderr)
+        except Exception as err:  # any damage (BadZipFile, EOFError, ...): reported, never a traceback
+            problems.append(f"cannot read {ck.name} ({type(err).__name__}: {err})")
     finished = False
     if res.is_file():
         try:
             r = json.loads(res.read_text())
             r_mtime = res.stat().st_mtime
+            if not isinstance(r, dict):
+                raise ValueError(f"a JSON {type(r).__name__}, not an object")
         except (OSError, ValueError) as err:
-            print(f"status: cannot read {res} ({type(err).__name__}: {err})", file=sys.stderr)
+            problems.append(f"cannot read {res.name} ({type(err).__name__}: {err})")
         else:
             summ = r.get("summary") or {}
             r_epochs = ((r.get("config") or {}).get("training") or {}).get("epochs")
@@ -165,8 +169,10 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
                     "epoch_wall_s": r.get("epoch_wall_s") or {},
                 }
                 mtime = r_mtime
-    if not st:  # nothing readable (the reason was printed)
-        return None
+    problem = "; ".join(problems) or None
+    if not st:  # nothing readable: say so (a run must not vanish from the list)
+        return RunStatus(str(d), None, None, "unreadable", lock_text, 0, 0, 0, None, 0.0, None, None, None,
+                         None, None, None, problem=problem)  # fmt: skip
     tr = cfg.get("training") or {}
     epochs = st.get("epochs") or tr.get("epochs") or _configured_epochs(cfg)
     try:  # the stored config is the validated one
@@ -215,6 +221,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
         value_what=what,
         last_write_s=None if mtime is None else max(now - mtime, 0.0),
         last_epoch_s=float(newest[-1]) if newest else None,
+        problem=problem,
     )
 
 
@@ -273,6 +280,8 @@ def status_markdown(rows: list[RunStatus]) -> str:
         else:
             eta = _hours(r.eta_s) if r.state != "finished" else "–"
         so_far = "" if r.value is None else f"{r.value:.4g}: {r.value_what}"
+        if r.problem:
+            so_far = f"{so_far}; {r.problem}" if so_far else r.problem
         fb = f"{r.fb_done}/{r.fb_epochs}" if r.fb_epochs else "–"
         ep = f"{r.done}/{'?' if r.epochs is None else r.epochs}"
         lines.append(

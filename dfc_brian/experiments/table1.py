@@ -339,6 +339,7 @@ def unfinished_markdown(data: Mapping[str, Any]) -> str:
     for r in rows:
         fb = f", {r.fb_done}/{r.fb_epochs} sleep-only epochs" if r.fb_epochs else ""
         so_far = f"; so far {r.value:.4g} {r.value_what}" if r.value is not None else ""
+        so_far += f"; {r.problem}" if r.problem else ""
         lines.append(
             f"- {r.config or r.run_dir} seed {r.seed}: {r.state}, {r.done}/{r.epochs or '?'} epochs{fb}"
             f"{so_far}"
