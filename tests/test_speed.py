@@ -111,6 +111,27 @@ def test_ssa_low_rank_route_equals_exact(q_init, alpha):
 
 
 @pytest.mark.parametrize(
+    "acts, sizes",
+    [
+        (["tanh", "linear"], [12, 6, 12]),  # one hidden layer: P = P_1
+        (["tanh", "tanh", "linear"], [12, 7, 3, 12]),  # two: layer 2 from layer 1, no loop
+        (["tanh", "linear", "tanh", "tanh", "linear"], [12, 9, 3, 5, 6, 12]),  # the loop twice
+    ],
+)
+def test_ssa_low_rank_route_at_every_depth(acts, sizes):
+    """ssa_control_low_rank against the defining system solved directly, (JQ + alpha I) u = delta,
+    with JQ from the layer Jacobians: every branch of its layer recursion (depth 1, 2, 4)."""
+    p, w, X, _ = _auto_setup("random", 0.02, acts, sizes)
+    v, _r = mlp.feedforward(w, acts, X)
+    delta = np.random.default_rng(7).normal(size=(X.shape[0], sizes[-1]))
+    blocks = mlp.layer_jacobians(w, acts, v)
+    JQ = sum(np.matmul(blocks[i], w.Q[i]) for i in range(len(w.Q)))
+    u_direct = np.linalg.solve(JQ + 0.02 * np.eye(sizes[-1]), delta[:, :, None])[:, :, 0]
+    u = mlp.ssa_control_low_rank(w, acts, v, w.Q, delta, 0.02)
+    assert _rel(u, u_direct) < 1e-12 and np.abs(u).max() > 1e-2
+
+
+@pytest.mark.parametrize(
     "case",
     ["Q_L not identity", "tanh output", "wide last hidden layer"],
 )

@@ -632,18 +632,51 @@ def ssa_control_low_rank(
     dphi = [phi_prime(acts[i], np.asarray(v[i], dtype=np.float64)) for i in range(L - 1)]
     B = delta.shape[0]
     m = W_L.shape[1]  # n_{L-1}
-    # Carried transposed, as in jq: PT[b] = P_i[b].T, (m, n_i), so each layer is one GEMM.
-    PT = (Qs[0] @ W_L).T[None, :, :] * dphi[0][:, None, :]  # (B, m, n_1)
+    # Carried transposed, as in jq: PT[b] = P_i[b].T, (m, n_i), so each layer is one GEMM. The
+    # (B, m, n_i) arrays are large (67 MB on the autoencoder): two buffers, written in place.
+    QWT0 = (Qs[0] @ W_L).T  # (m, n_1)
     s = (delta @ Qs[0].T) * dphi[0]  # (B, n_1): R_1 delta
-    for i in range(1, L - 1):
-        PT = (PT.reshape(B * m, -1) @ W[i].T).reshape(B, m, -1)
+    if L == 2:  # one hidden layer: P = P_1
+        PT = np.multiply(QWT0[None, :, :], dphi[0][:, None, :], out=np.empty((B, m, m)))  # C order
+        return _low_rank_solve(PT, s, delta, W_L, alpha)
+    size = B * m * max(Qs[i].shape[0] for i in range(1, L - 1))
+    bufs = (np.empty(size), np.empty(size))
+    # Layer 2 from layer 1 without forming P_1 (B x m x n_1): P_1[b].T W_2.T = QWT0 (D_1[b] W_2.T),
+    # one GEMM over the (n_1, B, n_2) stack of the scaled D_1[b] W_2.T (the bottleneck is narrow)
+    n_2 = Qs[1].shape[0]
+    M = dphi[0].T[:, :, None] * W[1].T[:, None, :]  # (n_1, B, n_2)
+    G = (QWT0 @ M.reshape(M.shape[0], B * n_2)).reshape(m, B, n_2)
+    G += (Qs[1] @ W_L).T[:, None, :]
+    G *= dphi[1][None, :, :]
+    PT = bufs[1][: B * m * n_2].reshape(B, m, n_2)
+    PT[...] = G.transpose(1, 0, 2)
+    s = (s @ W[1].T + delta @ Qs[1].T) * dphi[1]
+    for i in range(2, L - 1):
+        n_i = Qs[i].shape[0]
+        nxt = bufs[i % 2][: B * m * n_i].reshape(B * m, n_i)
+        np.matmul(PT.reshape(B * m, -1), W[i].T, out=nxt)
+        PT = nxt.reshape(B, m, n_i)
         PT += (Qs[i] @ W_L).T[None, :, :]
         PT *= dphi[i][:, None, :]
         s = (s @ W[i].T + delta @ Qs[i].T) * dphi[i]
+    return _low_rank_solve(PT, s, delta, W_L, alpha)
+
+
+def _low_rank_solve(
+    PT: np.ndarray, s: np.ndarray, delta: np.ndarray, W_L: np.ndarray, alpha: float
+) -> np.ndarray:
+    r"""The last step of :func:`ssa_control_low_rank`: :math:`(cI + P)\,y = R\delta_L` per sample,
+    then :math:`u = (\delta_L - W_L y)/c`; ``PT`` (B, m, m) holds :math:`P^T` and is overwritten.
+
+    The diagonal is added in place (a transpose leaves it where it is) and A = cI + P is handed
+    to LAPACK as the transposed view, whose column-major layout is PT's own memory: the copy
+    LAPACK works on is then a contiguous one, no transposing copy is made.
+    """
+    B, m, _ = PT.shape
     c = 1.0 + alpha
-    A = PT.transpose(0, 2, 1)  # (B, m, m): P = R W_L
-    A = A + c * np.eye(m)
-    y = np.linalg.solve(A, s[:, :, None])[:, :, 0]
+    diag = np.arange(m)
+    PT[:, diag, diag] += c  # in place whatever PT's layout (a reshape could copy)
+    y = np.linalg.solve(PT.transpose(0, 2, 1), s[:, :, None])[:, :, 0]
     return (delta - y @ W_L.T) / c
 
 
