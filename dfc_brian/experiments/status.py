@@ -11,8 +11,9 @@ checkpoint's small ``loop`` entry and ``results.json``) and reports, per (config
   given, never dropped);
 - **progress**: sleep-only pre-training epochs and training epochs done of those configured;
 - **wall time** so far and the **pace**: the median wall time of the last five epochs of the
-  current kind where the checkpoint records epoch times, else the mean over all epochs so far
-  (marked ``mean``; such a checkpoint predates per-epoch times);
+  current kind (sleep-only or training) where the run records epoch times, else the mean over all
+  epochs so far, sleep-only ones included (marked ``mean``: a checkpoint older than per-epoch
+  times; it gives no training pace before the first training epoch);
 - the **ETA** at that pace, and the **value so far**: the number the run would report if it
   stopped now (test metric at the best validation epoch so far, or the last running training
   loss for the train-loss column), with its epoch.
@@ -119,6 +120,12 @@ def _lock(run_dir: Path) -> tuple[str | None, bool | None]:
     return text, _pid_alive(pid)
 
 
+def _bare(d: Path, state: str, lock: str | None, problem: str | None = None) -> RunStatus:
+    """A run directory with nothing readable in it (``starting`` or ``unreadable``)."""
+    return RunStatus(str(d), None, None, state, lock, 0, 0, 0, None, 0.0, None, None, None, None, None, None,
+                     problem=problem)  # fmt: skip
+
+
 def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | None:
     """The status of one run directory; None when it holds neither a checkpoint nor results."""
     d = Path(run_dir)
@@ -126,10 +133,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
     ck, res = d / CHECKPOINT, d / RESULTS_JSON
     lock_text, alive = _lock(d)
     if not ck.is_file() and not res.is_file():
-        if alive:
-            return RunStatus(str(d), None, None, "starting", lock_text, 0, 0, 0, None, 0.0, None, None, None,
-                             None, None, None)  # fmt: skip
-        return None
+        return _bare(d, "starting", lock_text) if alive else None
     st: dict[str, Any] = {}
     cfg: dict[str, Any] = {}
     seed = None
@@ -171,8 +175,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
                 mtime = r_mtime
     problem = "; ".join(problems) or None
     if not st:  # nothing readable: say so (a run must not vanish from the list)
-        return RunStatus(str(d), None, None, "unreadable", lock_text, 0, 0, 0, None, 0.0, None, None, None,
-                         None, None, None, problem=problem)  # fmt: skip
+        return _bare(d, "unreadable", lock_text, problem)
     tr = cfg.get("training") or {}
     epochs = st.get("epochs") or tr.get("epochs") or _configured_epochs(cfg)
     try:  # the stored config is the validated one
@@ -192,7 +195,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
     if fb_done < fb_epochs:
         pace, kind = _pace(list(ew.get("sleep_only", [])), fb_done + done, wall)
         eta = None  # the training epochs' pace is not known yet
-        if pace is not None and epochs is not None and kind == "median":
+        if pace is not None and kind == "median":
             eta = pace * (fb_epochs - fb_done)  # the sleep-only part only
     else:
         pace, kind = _pace(list(ew.get("training", [])), fb_done + done, wall)
