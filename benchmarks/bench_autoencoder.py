@@ -93,6 +93,17 @@ class _Shortcuts:
         BatchedDFC._identity_feedback = _Shortcuts.eye
 
 
+def machine_record(load_before: tuple[float, float, float]) -> dict:
+    """The machine of a paired benchmark: CPU, BLAS threads, load average before and after, numpy."""
+    return {
+        **machine_info(),
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "numpy": np.__version__,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (baseline, new)")
@@ -177,13 +188,7 @@ def main() -> None:
         "speedup": {k: ratio(times, k) for k in tasks},
         "speedup_cpu": {k: ratio(cpu, k) for k in tasks},
         "equality": equal,
-        "machine": {
-            **machine_info(),
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "numpy": np.__version__,
-        },
+        "machine": machine_record(load_before),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

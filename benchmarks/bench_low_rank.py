@@ -37,8 +37,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_autoencoder import _minibatch, _rel  # noqa: E402
-from bench_speed import machine_info  # noqa: E402
+from bench_autoencoder import _minibatch, _rel, machine_record  # noqa: E402
 
 from dfc_brian.config import load_config  # noqa: E402
 from dfc_brian.engines.methods import make_method  # noqa: E402
@@ -124,13 +123,7 @@ def main() -> None:
                 for a, b in zip(outputs["ssa_step"]["new"], outputs["ssa_step"]["baseline"], strict=True)
             ),
         },
-        "machine": {
-            **machine_info(),
-            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "numpy": np.__version__,
-        },
+        "machine": machine_record(load_before),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
