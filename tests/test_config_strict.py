@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,68 @@ def test_lock_refuses_live_owner_and_takes_over_dead_one(tmp_path):
     with RunLock(tmp_path) as lock:
         assert lock.held and (tmp_path / ".lock").read_text().split()[0] == str(os.getpid())
         assert not (tmp_path / ".checkpoint.npz.abc.tmp").exists()
+
+
+def test_held_lock_beats_and_a_waiting_task_takes_over_only_a_silent_lock(tmp_path, monkeypatch, capsys):
+    """The heartbeat keeps another host's lock alive; once it stops, wait_for_lock takes it over."""
+    import socket
+    import threading
+
+    from dfc_brian.experiments import guards as G
+
+    monkeypatch.setattr(G, "LOCK_HEARTBEAT_S", 0.05)
+    lock_file = tmp_path / ".lock"
+    with RunLock(tmp_path):
+        os.utime(lock_file, ns=(0, 0))
+        time.sleep(0.3)
+        assert lock_file.stat().st_mtime > time.time() - 5  # touched since
+    assert not lock_file.exists()
+
+    # a live lock of another host (its file keeps changing) is waited for, then refused
+    monkeypatch.setattr(G, "LOCK_STALE_S", 0.4)
+    lock_file.write_text(f"4242 elsewhere-{socket.gethostname()}\n")
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(0.05):
+            os.utime(lock_file)
+
+    t = threading.Thread(target=beat)
+    t.start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(RunDirError, match="still locked by pid 4242 on elsewhere-.* after 1 s"):
+            G.wait_for_lock(tmp_path, timeout_s=1.0, poll_s=0.05)
+        assert time.monotonic() - t0 >= 1.0
+    finally:
+        stop.set()
+        t.join()
+    assert lock_file.exists()
+    with pytest.raises(RunDirError, match="in use by another run"):  # RunLock itself never waits
+        RunLock(tmp_path).acquire()
+
+    # the same lock, silent: removed after LOCK_STALE_S of watching, with a note; then lockable
+    t0 = time.monotonic()
+    G.wait_for_lock(tmp_path, timeout_s=30.0, poll_s=0.05)
+    assert 0.4 <= time.monotonic() - t0 < 10 and not lock_file.exists()
+    assert "removed the lock of pid 4242 on elsewhere-" in capsys.readouterr().err
+    with RunLock(tmp_path) as lock:
+        assert lock.held
+
+    # this host: waited for while its process lives, free as soon as it has ended
+    import subprocess
+
+    p = subprocess.Popen(["sleep", "0.5"])
+    lock_file.write_text(f"{p.pid} {socket.gethostname()}\n")
+    t0 = time.monotonic()
+    reaper = threading.Thread(target=p.wait)
+    reaper.start()
+    G.wait_for_lock(tmp_path, timeout_s=30.0, poll_s=0.05)
+    reaper.join()
+    assert 0.3 < time.monotonic() - t0 < 10
+    with RunLock(tmp_path) as lock:  # the dead owner's lock is taken over
+        assert lock.held
+    G.wait_for_lock(tmp_path / "nothing", timeout_s=0.0)  # no lock: no wait
 
 
 class _FakeWeights:

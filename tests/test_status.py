@@ -88,7 +88,15 @@ def test_pace_is_the_median_of_the_last_five_epochs_and_the_lock_decides_the_sta
     (d / LOCK_FILE).write_text(f"{_dead_pid()} {socket.gethostname()}\n")
     assert S.run_status(d).state == "stopped"  # a stale lock: the sweep or --resume takes it over
     (d / LOCK_FILE).write_text(f"{os.getpid()} elsewhere-{socket.gethostname()}\n")
-    assert S.run_status(d).state == "locked"  # another host's process: cannot tell
+    r = S.run_status(d)
+    assert r.state == "locked" and r.lock_age_s < 60  # another host's process: its heartbeat tells
+    assert f"| locked ({os.getpid()} elsewhere-{socket.gethostname()}; heartbeat " in S.status_markdown([r])
+    assert "gone?" not in S.status_markdown([r])
+    old = (d / LOCK_FILE).stat().st_mtime - 7200  # a job killed two hours ago left it
+    os.utime(d / LOCK_FILE, (old, old))
+    r = S.run_status(d)
+    assert r.state == "locked" and 7190 < r.lock_age_s < 7300
+    assert "; heartbeat 2.0 h ago: gone? a live run touches its lock every 30 s)" in S.status_markdown([r])
 
     # still in sleep-only pre-training: its pace, and an ETA for that part alone
     _write_checkpoint(d, _state(fb_done=1, done=0, epoch_wall_s={"sleep_only": [30.0], "training": []}), cfg)

@@ -1,8 +1,11 @@
 """Guards of a training run: nothing lost, nothing silent.
 
 - :func:`check_out_dir`: the run directory can be created and written, checked before any work;
-- :class:`RunLock`: one run per directory (an ``O_EXCL`` lock file holding the pid; a lock
-  left by a killed run is detected and taken over);
+- :class:`RunLock`: one run per directory (an ``O_EXCL`` lock file holding the pid and host,
+  touched every :data:`LOCK_HEARTBEAT_S` while held; a lock left by a killed run on this host is
+  detected and taken over); :func:`wait_for_lock`: wait until a lock is released or its run is
+  gone, also a run on another host (its heartbeat stops), as a task rescheduled onto another
+  batch job does;
 - :func:`guarded_step`: one minibatch step of a training method, stopped with
   :class:`TrainingDiverged` (method, phase, epoch, minibatch) as soon as the loss or any weight
   is non-finite or beyond :data:`LOSS_LIMIT` / :data:`WEIGHT_LIMIT`, or the engine reports a
@@ -21,6 +24,8 @@ import os
 import socket
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,10 @@ import numpy as np
 from dfc_brian.engines.errors import DivergenceError
 
 LOCK_FILE = ".lock"  # inside the run directory
+LOCK_HEARTBEAT_S = 30.0  # a held lock's file is touched this often (its mtime is the heartbeat)
+#: a lock from another host whose file has not changed for this long (watched from here, so
+#: clocks need not agree) belongs to a run that is gone: a killed batch job, a lost node
+LOCK_STALE_S = 300.0
 LOSS_LIMIT = 1e30  # a loss above this has diverged (float64 overflow follows within a few steps)
 WEIGHT_LIMIT = 1e15  # likewise for the magnitude of any weight
 
@@ -101,13 +110,19 @@ class RunLock:
 
     A lock whose process no longer runs on this host (a run killed with ``kill -9``) is stale
     and is taken over; left-over temporary files of an interrupted atomic write are removed
-    then. Use as a context manager; the lock is released on exit, also after an exception.
+    then. A lock held by a process on another host cannot be checked from here: while held, a
+    daemon thread touches the file every :data:`LOCK_HEARTBEAT_S` seconds, and
+    :func:`wait_for_lock` takes a lock over once its file has not changed for
+    :data:`LOCK_STALE_S`. Use as a context manager; the lock is released on exit, also after an
+    exception.
     """
 
     def __init__(self, out: str | os.PathLike) -> None:
         self.dir = Path(out)
         self.path = self.dir / LOCK_FILE
         self.held = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def _owner(self) -> tuple[int | None, str]:
         try:
@@ -139,6 +154,9 @@ class RunLock:
                 fh.write(f"{os.getpid()} {socket.gethostname()}\n")
             self.held = True
             self._clean_temporaries()
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name="dfc-run-lock", daemon=True)
+            self._beat.start()
             return self
         raise RunDirError(f"cannot take the lock {self.path} (contended); try again")
 
@@ -162,7 +180,20 @@ class RunLock:
             except OSError:
                 pass
 
+    def _heartbeat(self) -> None:
+        """Touch the lock file every LOCK_HEARTBEAT_S while held (read at each beat, so that a test
+        can shorten it): a run on another host sees the file change while this run lives."""
+        while not self._stop.wait(LOCK_HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:  # removed by hand, or the filesystem is away: the next beat retries
+                pass
+
     def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()
+            self._beat = None
         if self.held:
             pid, _ = self._owner()
             if pid == os.getpid():
@@ -177,6 +208,66 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _lock_seen(path: Path) -> tuple[str, int] | None:
+    """(text, mtime in ns) of a lock file, None if there is none."""
+    try:
+        st = path.stat()
+        return path.read_text(), st.st_mtime_ns
+    except OSError:
+        return None
+
+
+def wait_for_lock(out: str | os.PathLike, timeout_s: float, poll_s: float = 5.0) -> None:
+    """Wait until the run directory ``out`` can be locked: its lock released, or its run gone.
+
+    A rescheduled sweep task can start while its previous attempt still holds the lock: a worker
+    that is closing, or a batch job killed at its walltime on another host. A lock of this host
+    is free once its process has ended (:class:`RunLock` then takes it over); a lock of another
+    host once its file has not changed (no heartbeat, same text) for :data:`LOCK_STALE_S`
+    seconds of watching from here: it is then removed, with a note. Raises :class:`RunDirError`
+    (naming the owner) if the lock is still alive after ``timeout_s``.
+    """
+    path = Path(out) / LOCK_FILE
+    t0 = time.monotonic()
+    seen = _lock_seen(path)
+    since = t0  # when the lock was last seen to change
+    while True:
+        if seen is None:
+            return
+        parts = seen[0].split()
+        try:
+            pid, host = int(parts[0]), parts[1] if len(parts) > 1 else ""
+        except (ValueError, IndexError):
+            return  # unreadable: RunLock treats it as stale
+        now = time.monotonic()
+        if host == socket.gethostname():
+            if not _pid_alive(pid):
+                return
+        elif now - since >= LOCK_STALE_S:
+            aside = path.with_name(f"{LOCK_FILE}.stale.{os.getpid()}")
+            try:
+                if _lock_seen(path) == seen:  # not replaced meanwhile
+                    os.rename(path, aside)
+                    os.unlink(aside)
+                    print(
+                        f"note: removed the lock of pid {pid} on {host} in {out}: unchanged for "
+                        f"{now - since:.0f} s (no heartbeat; its run is gone)",
+                        file=sys.stderr,
+                    )
+            except FileNotFoundError:
+                pass
+            return
+        if now - t0 >= timeout_s:
+            raise RunDirError(
+                f"run directory {str(out)!r} is still locked by pid {pid} on {host} after "
+                f"{timeout_s:.0f} s of waiting (lock file {path}); another run is using it"
+            )
+        time.sleep(poll_s)
+        new = _lock_seen(path)
+        if new != seen:
+            seen, since = new, time.monotonic()
 
 
 def locked_run_dir(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,7 +5,9 @@ are the only lasting record. This module reads them without loading any weights 
 checkpoint's small ``loop`` entry and ``results.json``) and reports, per (config, seed):
 
 - **state**: ``finished`` (``results.json`` with all configured epochs), ``running`` (its lock's
-  process is alive on this host), ``locked`` (the lock names another host: cannot tell),
+  process is alive on this host), ``locked`` (the lock names another host: its process cannot be
+  seen from here; the lock's heartbeat, the age of its file, says whether it lives: a live run
+  touches it every 30 s),
   ``stopped`` (a checkpoint and no live run: the same sweep or ``train --resume`` continues it),
   ``starting`` (locked, no checkpoint yet), ``unreadable`` (its files cannot be read: the reason is
   given, never dropped);
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from dfc_brian.config import MODELS_DIR, load_config
-from dfc_brian.experiments.guards import LOCK_FILE, _pid_alive
+from dfc_brian.experiments.guards import LOCK_FILE, LOCK_HEARTBEAT_S, LOCK_STALE_S, _pid_alive
 from dfc_brian.experiments.results import CHECKPOINT, RESULTS_JSON, array_json
 from dfc_brian.experiments.train import pretrain_epochs, summarize
 from dfc_brian.model.params import ConfigError
@@ -63,6 +65,7 @@ class RunStatus:
     last_write_s: float | None  # seconds since the checkpoint or results were last written
     last_epoch_s: float | None = None  # wall time of the newest recorded epoch (either kind)
     problem: str | None = None  # a file of the run that could not be read, and why
+    lock_age_s: float | None = None  # seconds since the lock file was last touched (its heartbeat)
 
 
 def _configured_epochs(cfg: Mapping[str, Any]) -> int | None:
@@ -103,21 +106,23 @@ def _pace(times: list[float], n_done: int, wall: float) -> tuple[float | None, s
     return None, None
 
 
-def _lock(run_dir: Path) -> tuple[str | None, bool | None]:
-    """(lock text, whether its process runs: True / False on this host, None on another)."""
+def _lock(run_dir: Path, now: float) -> tuple[str | None, bool | None, float | None]:
+    """(lock text, whether its process runs: True / False on this host, None on another, seconds
+    since the lock file was last touched)."""
     try:
         text = (run_dir / LOCK_FILE).read_text().strip()
+        age = max(now - (run_dir / LOCK_FILE).stat().st_mtime, 0.0)
     except OSError:
-        return None, False
+        return None, False, None
     parts = text.split()
     try:
         pid = int(parts[0])
     except (ValueError, IndexError):
-        return text or None, False
+        return text or None, False, age
     host = parts[1] if len(parts) > 1 else ""
     if host and host != socket.gethostname():
-        return text, None
-    return text, _pid_alive(pid)
+        return text, None, age
+    return text, _pid_alive(pid), age
 
 
 def _bare(d: Path, state: str, lock: str | None, problem: str | None = None) -> RunStatus:
@@ -131,9 +136,13 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
     d = Path(run_dir)
     now = time.time() if now is None else now
     ck, res = d / CHECKPOINT, d / RESULTS_JSON
-    lock_text, alive = _lock(d)
+    lock_text, alive, lock_age = _lock(d, now)
     if not ck.is_file() and not res.is_file():
-        return _bare(d, "starting", lock_text) if alive else None
+        if alive is False:
+            return None
+        bare = _bare(d, "starting", lock_text)
+        bare.lock_age_s = lock_age
+        return bare
     st: dict[str, Any] = {}
     cfg: dict[str, Any] = {}
     seed = None
@@ -225,6 +234,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
         last_write_s=None if mtime is None else max(now - mtime, 0.0),
         last_epoch_s=float(newest[-1]) if newest else None,
         problem=problem,
+        lock_age_s=lock_age if lock_text else None,
     )
 
 
@@ -275,6 +285,11 @@ def status_markdown(rows: list[RunStatus]) -> str:
     lines = []
     for r in rows:
         state = r.state + (f" ({r.lock})" if r.state in ("running", "locked") and r.lock else "")
+        if r.state == "locked" and r.lock_age_s is not None:
+            state = state[:-1] + f"; heartbeat {_ago(r.lock_age_s)}"
+            if r.lock_age_s > LOCK_STALE_S:
+                state += f": gone? a live run touches its lock every {LOCK_HEARTBEAT_S:.0f} s"
+            state += ")"
         pace = "?" if r.pace_s is None else f"{r.pace_s:.0f} s/epoch ({r.pace_kind})"
         if r.eta_s is None:
             eta = "?"
