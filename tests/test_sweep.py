@@ -132,6 +132,31 @@ def slow_train(cfg, seed, out_dir, **kw):
     return T.train(cfg, seed, out_dir, **kw)
 
 
+def attempt_train(cfg, seed, out_dir, **kw):
+    """train() that appends its worker's pid to attempts.txt; the first attempt then takes 60 s
+    for the epoch after its first checkpoint (a long epoch for a retiring worker to interrupt)."""
+    import dfc_brian.experiments.train as T
+
+    log = Path(out_dir) / "attempts.txt"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    first = not log.exists()
+    with open(log, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    orig = T.save_checkpoint
+
+    def save(path, arrays):
+        out = orig(path, arrays)
+        if first:
+            time.sleep(60.0)
+        return out
+
+    T.save_checkpoint = save
+    try:
+        return T.train(cfg, seed, out_dir, **kw)
+    finally:
+        T.save_checkpoint = orig
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -194,6 +219,8 @@ def test_local_cluster_pins_blas_threads(client):
 
     res = client.run(info)
     assert len(res) == 2
+    allowed = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    assert allowed == S.ALLOWED_FAILURES
     for env, pools in res.values():
         assert env == "1" and pools, pools
         assert all(p["num_threads"] == 1 for p in pools), pools
@@ -211,6 +238,49 @@ def test_killed_worker_resumes_from_checkpoint(client, cfgs, serial, tmp_path):
         assert t["pid"] != killed_pid  # finished by another worker process
         assert t["resumed_from_epoch"] == 1  # epoch 2 was lost with the worker and recomputed
         assert_same_run(d, serial["tiny_dfc", t["seed"]])
+
+
+def test_a_retiring_worker_is_replaced_and_its_task_resumes(cfgs, serial, tmp_path):
+    """What a batch job reaching its walltime does (its workers retire at --lifetime): the task
+    goes back to the scheduler without counting as a failure, the adaptive cluster starts a
+    worker in its place, and the task resumes there from its checkpoint, after the retiring
+    process (which may still be computing) has let go of the run's lock."""
+    import threading
+
+    distributed = pytest.importorskip("distributed")
+    cluster = S.make_local_cluster(1, dashboard_address=None)
+    cluster.adapt(minimum=1, maximum=1, interval="200ms")
+    client = distributed.Client(cluster)
+    runs = tmp_path / "runs"
+    d = runs / "tiny_dfc" / "0"
+    retired: list = []
+
+    def retire_after_first_checkpoint():
+        t_end = time.time() + 120
+        while time.time() < t_end:
+            if (d / CHECKPOINT).exists():
+                busy = list(client.scheduler_info()["workers"])  # the one worker, running the task
+                retired.extend(client.retire_workers(workers=busy, close_workers=True))
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=retire_after_first_checkpoint)
+    watcher.start()
+    try:
+        summary = S.run_sweep(
+            [cfgs["tiny_dfc"]], "0", runs, client=client, progress=False, train_fn=attempt_train, retries=0
+        )
+    finally:
+        watcher.join()
+        client.close()
+        cluster.close()
+    assert retired, "no worker was retired"
+    (t,) = summary["tasks"]
+    assert t["status"] == "done", t
+    pids = [int(x) for x in (d / "attempts.txt").read_text().split()]
+    assert len(pids) == 2 and pids[0] != pids[1] == t["pid"]  # a second worker process finished it
+    assert t["resumed_from_epoch"] is not None  # from the first attempt's checkpoint, not from scratch
+    assert_same_run(d, serial["tiny_dfc", 0])
 
 
 def test_killed_driver_restarts_and_resumes(client, cfgs, serial, tmp_path):
@@ -300,11 +370,14 @@ class FakeJobQueueCluster:
     made: list = []
 
     def __init__(self, **kw):
-        self.kw, self.scaled = kw, None
+        import dask
+
+        self.kw, self.adapted = kw, None
+        self.allowed_failures = dask.config.get("distributed.scheduler.allowed-failures")
         FakeJobQueueCluster.made.append(self)
 
-    def scale(self, jobs=None):
-        self.scaled = jobs
+    def adapt(self, **kw):
+        self.adapted = kw
 
 
 @pytest.mark.parametrize(
@@ -316,7 +389,9 @@ def test_jobqueue_cluster_class_and_kwargs(kind, cls, monkeypatch, tmp_path):
     p = tmp_path / "cluster.yaml"
     p.write_text("cores: 8\nmemory: 16GB\nwalltime: '12:00:00'\nqueue: short\njobs: 4\n")
     c = S.make_jobqueue_cluster(kind, S.load_cluster_config(p))
-    assert isinstance(c, FakeJobQueueCluster) and c.scaled == 4
+    assert isinstance(c, FakeJobQueueCluster)
+    assert c.adapted == {"minimum_jobs": 4, "maximum_jobs": 4}  # a job that ends is replaced
+    assert c.allowed_failures == 10  # the scheduler it starts lets a task outlive 10 lost workers
     assert c.kw == {
         "cores": 8,
         "memory": "16GB",
@@ -328,11 +403,56 @@ def test_jobqueue_cluster_class_and_kwargs(kind, cls, monkeypatch, tmp_path):
             "export OPENBLAS_NUM_THREADS=1",
             "export MKL_NUM_THREADS=1",
         ],
+        # workers retire 5 min before the walltime (12 h = 43200 s), +- 2 min
+        "worker_extra_args": ["--lifetime", "42900s", "--lifetime-stagger", "120s"],
     }
+    base = {"cores": 4, "memory": "1GB", "walltime": "1-00:00:00"}
+
+    def extra(**kw):
+        return S.make_jobqueue_cluster(kind, {**base, **kw}).kw["worker_extra_args"]
+
+    assert extra() == ["--lifetime", "86100s", "--lifetime-stagger", "120s"]  # SLURM's D-HH:MM:SS
+    assert extra(lifetime="23h") == ["--lifetime", "82800s"]
+    assert extra(lifetime=None) == []
+    assert extra(worker_extra_args=["--lifetime", "1h"]) == ["--lifetime", "1h"]  # the user's own
+    assert S.make_jobqueue_cluster(kind, {**base, "allowed_failures": 2}).allowed_failures == 2
     with pytest.raises(ConfigError, match="missing memory, walltime"):
         S.make_jobqueue_cluster(kind, {"cores": 4})
     with pytest.raises(ConfigError, match="jobs must be"):
-        S.make_jobqueue_cluster(kind, {"cores": 4, "memory": "1GB", "walltime": "1:00:00", "jobs": 0})
+        S.make_jobqueue_cluster(kind, {**base, "jobs": 0})
+    with pytest.raises(ConfigError, match="walltime '90' is not HH:MM:SS"):
+        S.make_jobqueue_cluster(kind, {**base, "walltime": "90"})  # minutes to SLURM, seconds to PBS
+    with pytest.raises(ConfigError, match="too short"):
+        S.make_jobqueue_cluster(kind, {**base, "walltime": "00:10:00"})
+    with pytest.raises(ConfigError, match="not both"):
+        S.make_jobqueue_cluster(kind, {**base, "lifetime": "1h", "worker_extra_args": ["--lifetime", "2h"]})
+    for bad in ("soon", 0):
+        with pytest.raises(ConfigError, match="lifetime .* is not a duration"):
+            S.make_jobqueue_cluster(kind, {**base, "lifetime": bad})
+    with pytest.raises(ConfigError, match="allowed_failures must be"):
+        S.make_jobqueue_cluster(kind, {**base, "allowed_failures": -1})
+
+
+def test_real_slurm_job_script_retires_workers_before_the_walltime(monkeypatch):
+    """The installed dask-jobqueue writes the lifetime into the job script and its scheduler
+    takes allowed-failures (nothing is submitted: adapt is recorded, not run)."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+
+    class Recorded(dask_jobqueue.SLURMCluster):
+        def adapt(self, **kw):
+            self.adapted = kw
+
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", Recorded)
+    spec = {"cores": 2, "memory": "4GB", "walltime": "02:00:00", "jobs": 3}
+    c = S.make_jobqueue_cluster("slurm", {**spec, "scheduler_options": {"dashboard_address": None}})
+    try:
+        script = c.job_script()
+        assert "#SBATCH -t 02:00:00" in script and "export OPENBLAS_NUM_THREADS=1" in script
+        assert "--nworkers 2" in script and "--lifetime 6900s --lifetime-stagger 120s" in script
+        assert c.scheduler.allowed_failures == S.ALLOWED_FAILURES
+        assert c.adapted == {"minimum_jobs": 3, "maximum_jobs": 3}
+    finally:
+        c.close()
 
 
 def test_cli_sweep_arguments_and_errors(tmp_path, capsys):

@@ -49,6 +49,18 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 #: dask-jobqueue cluster classes by ``--cluster`` name
 JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster"}
 JOBQUEUE_REQUIRED = ("cores", "memory", "walltime")
+#: Dask's ``allowed-failures`` on the schedulers a sweep starts: how many workers may die while
+#: running one task before the task is failed (Dask's default is 3). A task resumes from its
+#: checkpoint, so a lost worker costs it at most one epoch; a run of 60 core-hours on batch jobs
+#: of 24 h loses three. After this many the task is probably what kills them (memory).
+ALLOWED_FAILURES = 10
+#: workers of a batch job retire this long before its walltime (Dask's ``--lifetime``), so that
+#: their tasks are rescheduled cleanly and the adaptive cluster submits a job in their place
+LIFETIME_MARGIN_S = 300
+LIFETIME_STAGGER_S = 120  # retirements spread by +- this (many workers do not stop at once)
+#: how long a task waits for its run directory's lock (a previous attempt still closing, or
+#: gone with its batch job: see :func:`~dfc_brian.experiments.guards.wait_for_lock`)
+LOCK_WAIT_S = 900.0
 
 TrainFn = Callable[..., dict]
 
@@ -228,6 +240,11 @@ def run_task(
         return {**out, "status": "skipped", "summary": res.get("summary"), "wall_s": 0.0}
     if train_fn is None:
         from dfc_brian.experiments.train import train as train_fn
+    from dfc_brian.experiments.guards import wait_for_lock
+
+    # a previous attempt of this task may still hold the lock: a worker closing here, or a job
+    # killed at its walltime on another host (its lock is gone once its heartbeat has stopped)
+    wait_for_lock(run_dir, LOCK_WAIT_S)
     resumed = _checkpoint_epoch(run_dir)
     t0 = time.perf_counter()
     with _blas_single_thread():
@@ -283,7 +300,11 @@ def make_local_cluster(n_workers: int | None = None, dashboard_address: str | No
 
     n = n_workers or os.cpu_count() or 1
     env = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENV}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+    conf = {
+        "distributed.nanny.pre-spawn-environ": env,
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+    }
+    with dask.config.set(conf):
         return distributed.LocalCluster(
             n_workers=n,
             threads_per_worker=1,
@@ -308,13 +329,39 @@ def load_cluster_config(path: str | Path) -> dict[str, Any]:
     return spec
 
 
+def walltime_seconds(walltime: Any) -> int:
+    """Seconds of a batch walltime ``HH:MM:SS`` or SLURM's ``D-HH:MM:SS``.
+
+    Other forms are refused (a bare number is minutes to SLURM and seconds to PBS and SGE).
+    """
+    import re
+
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})", str(walltime).strip())
+    if m is None:
+        raise ConfigError(
+            f"cluster config: walltime {walltime!r} is not HH:MM:SS (or D-HH:MM:SS); write it so, "
+            "or give lifetime: (e.g. '23h') for the workers to retire before it"
+        )
+    d, h, mi, sec = (int(x) if x else 0 for x in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + sec
+
+
 def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any]):
-    """A dask-jobqueue cluster of ``kind`` (slurm, pbs, sge) from ``spec``, scaled to ``spec['jobs']``.
+    """A dask-jobqueue cluster of ``kind`` (slurm, pbs, sge) from ``spec``, kept at ``spec['jobs']`` jobs.
 
     ``spec`` needs ``cores``, ``memory`` and ``walltime``; ``jobs`` (default 1) is the number of
     batch jobs; ``processes`` defaults to ``cores`` (one single-threaded worker per core); every
     other key goes to the cluster class unchanged (``queue``, ``account``, ``job_extra_directives``,
     ...). The job script exports ``OMP/OPENBLAS/MKL_NUM_THREADS=1`` before the workers start.
+
+    Runs outlive batch jobs (a DFC run takes tens of core-hours), so the cluster is adaptive with
+    ``jobs`` as its minimum and maximum: a job that ends is replaced by a new one. Its workers
+    retire :data:`LIFETIME_MARGIN_S` before the walltime (Dask's ``--lifetime``, staggered by
+    :data:`LIFETIME_STAGGER_S`): their tasks go back to the scheduler without counting as
+    failures, and resume from their checkpoints in the next job. ``lifetime`` in ``spec`` (a Dask
+    duration such as ``'23h'``) sets it explicitly, ``lifetime: null`` leaves it out (a
+    ``--lifetime`` in ``worker_extra_args`` is kept as given). ``allowed_failures`` (default
+    :data:`ALLOWED_FAILURES`) is Dask's count of workers that may die under one task.
     """
     if kind not in JOBQUEUE_CLASSES:
         raise ConfigError(f"--cluster {kind!r} is unknown; choose one of {sorted(JOBQUEUE_CLASSES)}")
@@ -327,15 +374,46 @@ def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any]):
         import dask_jobqueue
     except ImportError:
         raise ConfigError("--cluster needs dask-jobqueue: pip install 'dfc-brian[sweep]'") from None
+    import dask
+    from dask.utils import parse_timedelta
+
     kw = dict(spec)
     jobs = kw.pop("jobs", 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"cluster config: jobs must be an integer >= 1, got {jobs!r}")
+    allowed = kw.pop("allowed_failures", ALLOWED_FAILURES)
+    if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 0:
+        raise ConfigError(f"cluster config: allowed_failures must be an integer >= 0, got {allowed!r}")
+    extra = [str(a) for a in kw.get("worker_extra_args") or []]
+    given = "--lifetime" in extra
+    if "lifetime" in kw:
+        lifetime = kw.pop("lifetime")
+        if lifetime is not None and given:
+            raise ConfigError("cluster config: give lifetime or a --lifetime in worker_extra_args, not both")
+        if lifetime is not None:
+            try:
+                lifetime_s = parse_timedelta(lifetime)
+            except (ValueError, TypeError, KeyError):
+                lifetime_s = None
+            if not lifetime_s or lifetime_s <= 0:
+                raise ConfigError(f"cluster config: lifetime {lifetime!r} is not a duration such as '23h'")
+            extra += ["--lifetime", f"{lifetime_s:.0f}s"]
+    elif not given:
+        wall = walltime_seconds(kw["walltime"])
+        if wall < 3 * LIFETIME_MARGIN_S:
+            raise ConfigError(
+                f"cluster config: walltime {kw['walltime']!r} is too short (workers retire "
+                f"{LIFETIME_MARGIN_S // 60} min before it; give at least {3 * LIFETIME_MARGIN_S // 60} min)"
+            )
+        extra += ["--lifetime", f"{wall - LIFETIME_MARGIN_S}s"]
+        extra += ["--lifetime-stagger", f"{LIFETIME_STAGGER_S}s"]
+    kw["worker_extra_args"] = extra
     kw.setdefault("processes", kw["cores"])
     prologue = [f"export {k}={v}" for k, v in WORKER_ENV.items()]
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue") or [])
-    cluster = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])(**kw)
-    cluster.scale(jobs=jobs)
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed}):  # read by its scheduler
+        cluster = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])(**kw)
+    cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # a job that ends is replaced
     return cluster
 
 
