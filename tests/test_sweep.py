@@ -455,6 +455,21 @@ def test_real_slurm_job_script_retires_workers_before_the_walltime(monkeypatch):
         c.close()
 
 
+def test_cli_prints_the_job_script_and_submits_nothing(tmp_path, capsys):
+    pytest.importorskip("dask_jobqueue")
+    p = tmp_path / "slurm.yaml"
+    p.write_text("cores: 4\nmemory: 8GB\nwalltime: '1-00:00:00'\njobs: 2\naccount: lab\n")
+    args = ["sweep", "table1/mnist_dfc", "--runs", str(tmp_path / "runs"), "--cluster", "slurm"]
+    assert cli.main([*args, "--cluster-config", str(p), "--job-script"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#!/usr/bin/env bash") and "#SBATCH -A lab" in out
+    assert "#SBATCH -t 1-00:00:00" in out
+    assert "--nworkers 4" in out and "--lifetime 86100s --lifetime-stagger 120s" in out
+    assert not (tmp_path / "runs").exists()  # nothing run, nothing written
+    assert cli.main([*args[:4], "--job-script"]) == 2
+    assert "--job-script needs --cluster and --cluster-config" in capsys.readouterr().err
+
+
 def test_cli_sweep_arguments_and_errors(tmp_path, capsys):
     args = cli.build_parser().parse_args(
         [

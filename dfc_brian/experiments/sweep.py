@@ -346,7 +346,7 @@ def walltime_seconds(walltime: Any) -> int:
     return ((d * 24 + h) * 60 + mi) * 60 + sec
 
 
-def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any]):
+def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any], submit: bool = True):
     """A dask-jobqueue cluster of ``kind`` (slurm, pbs, sge) from ``spec``, kept at ``spec['jobs']`` jobs.
 
     ``spec`` needs ``cores``, ``memory`` and ``walltime``; ``jobs`` (default 1) is the number of
@@ -362,6 +362,7 @@ def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any]):
     duration such as ``'23h'``) sets it explicitly, ``lifetime: null`` leaves it out (a
     ``--lifetime`` in ``worker_extra_args`` is kept as given). ``allowed_failures`` (default
     :data:`ALLOWED_FAILURES`) is Dask's count of workers that may die under one task.
+    ``submit=False`` submits no job (``cluster.job_script()`` shows what would be submitted).
     """
     if kind not in JOBQUEUE_CLASSES:
         raise ConfigError(f"--cluster {kind!r} is unknown; choose one of {sorted(JOBQUEUE_CLASSES)}")
@@ -413,7 +414,8 @@ def make_jobqueue_cluster(kind: str, spec: Mapping[str, Any]):
     kw["job_script_prologue"] = prologue + list(kw.get("job_script_prologue") or [])
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed}):  # read by its scheduler
         cluster = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])(**kw)
-    cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # a job that ends is replaced
+    if submit:
+        cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)  # a job that ends is replaced
     return cluster
 
 
@@ -729,6 +731,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cluster-config", default=None, help="YAML for --cluster: cores, memory, walltime, jobs, ..."
     )
+    p.add_argument(
+        "--job-script", action="store_true", help="with --cluster: print the batch job script, submit nothing"
+    )
     p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: cores)")
     p.add_argument("--retries", type=int, default=2, help="Dask retries of a task that raised (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -738,6 +743,15 @@ def main_sweep(args: argparse.Namespace) -> int:
     """``dfc-brian sweep``: 0 when every task finished or was skipped, 1 when some failed."""
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.job_script:
+        if args.cluster is None or args.cluster_config is None:
+            raise ConfigError("--job-script needs --cluster and --cluster-config")
+        cluster = make_jobqueue_cluster(args.cluster, load_cluster_config(args.cluster_config), submit=False)
+        try:
+            print(cluster.job_script())
+        finally:
+            cluster.close()
+        return 0
     summary = run_sweep(
         args.configs,
         args.seeds,
