@@ -157,6 +157,15 @@ def attempt_train(cfg, seed, out_dir, **kw):
         T.save_checkpoint = orig
 
 
+def data_root_train(cfg, seed, out_dir, data_root=None, **kw):
+    """train() that writes the data root it was given to data_root.txt."""
+    import dfc_brian.experiments.train as T
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / "data_root.txt").write_text(repr(data_root))
+    return T.train(cfg, seed, out_dir, data_root=data_root, **kw)
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -224,6 +233,19 @@ def test_local_cluster_pins_blas_threads(client):
     for env, pools in res.values():
         assert env == "1" and pools, pools
         assert all(p["num_threads"] == 1 for p in pools), pools
+
+
+def test_workers_get_the_data_root_the_driver_sees(client, cfgs, tmp_path, monkeypatch):
+    """A worker in a batch job has neither the driver's $DFC_DATA nor its directory: the sweep
+    resolves the data root in the driver and passes it, absolute, to every task."""
+    monkeypatch.setenv("DFC_DATA", str(tmp_path / "driver_data"))  # the workers started without it
+    runs = tmp_path / "runs"
+    S.run_sweep([cfgs["tiny_bp"]], "0", runs, client=client, progress=False, train_fn=data_root_train)
+    assert (runs / "tiny_bp" / "0" / "data_root.txt").read_text() == repr(str(tmp_path / "driver_data"))
+    monkeypatch.delenv("DFC_DATA")
+    monkeypatch.chdir(tmp_path)
+    S.run_sweep([cfgs["tiny_bp"]], "1", runs, client=client, progress=False, train_fn=data_root_train)
+    assert (runs / "tiny_bp" / "1" / "data_root.txt").read_text() == repr(str(tmp_path / "data"))
 
 
 def test_killed_worker_resumes_from_checkpoint(client, cfgs, serial, tmp_path):
@@ -451,6 +473,24 @@ def test_real_slurm_job_script_retires_workers_before_the_walltime(monkeypatch):
         assert "--nworkers 2" in script and "--lifetime 6900s --lifetime-stagger 120s" in script
         assert c.scheduler.allowed_failures == S.ALLOWED_FAILURES
         assert c.adapted == {"minimum_jobs": 3, "maximum_jobs": 3}
+    finally:
+        c.close()
+
+
+def test_the_shipped_slurm_example_makes_a_job_script():
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    spec = S.load_cluster_config(ROOT / "docs" / "slurm.yaml")
+    assert {k: spec[k] for k in ("cores", "walltime", "jobs")} == {
+        "cores": 32,
+        "walltime": "24:00:00",
+        "jobs": 5,
+    }
+    c = S.make_jobqueue_cluster(
+        "slurm", {**spec, "scheduler_options": {"dashboard_address": None}}, submit=False
+    )
+    try:
+        assert isinstance(c, dask_jobqueue.SLURMCluster)
+        assert "--nworkers 32" in c.job_script() and "--lifetime 86100s" in c.job_script()
     finally:
         c.close()
 

@@ -504,7 +504,9 @@ def run_sweep(
     n_workers : int, optional
         Worker processes of the default LocalCluster (default: one per core).
     data_root, max_batches, epochs
-        Passed to every run (``epochs`` overrides ``training.epochs``).
+        Passed to every run (``epochs`` overrides ``training.epochs``). The data root is resolved
+        here, in the driver (``data_root``, else ``$DFC_DATA``, else ``./data``), to an absolute
+        path: workers in batch jobs need neither the driver's environment nor its directory.
     retries : int
         Dask retries of a task that raised (config and data errors are not retried).
     progress : bool
@@ -541,7 +543,9 @@ def run_sweep(
     tasks = make_tasks(configs, seeds, runs_dir, epochs=epochs)
     runs = Path(runs_dir)
     runs.mkdir(parents=True, exist_ok=True)
-    dr = str(data_root) if data_root is not None else None
+    from dfc_brian.experiments.data import data_root as resolve_data_root
+
+    dr = str(resolve_data_root(data_root).absolute())  # as the driver sees it, for every worker
     t_start = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(t_start)) + f".{int(t_start % 1 * 1e6):06d}"
     own_name = f"{stamp}-{os.getpid()}.json"  # UTC start to the microsecond, and the driver's pid
