@@ -305,6 +305,43 @@ def test_a_retiring_worker_is_replaced_and_its_task_resumes(cfgs, serial, tmp_pa
     assert_same_run(d, serial["tiny_dfc", 0])
 
 
+def test_a_jobqueue_sweep_outlives_its_jobs(cfgs, serial, tmp_path, monkeypatch):
+    """The whole batch-cluster path with dask-jobqueue's own machinery, jobs run as local
+    processes (its LocalCluster): the job script's worker retires at its --lifetime (here 8 s,
+    standing in for a walltime) while the run is in an epoch, the job ends, the adaptive cluster
+    submits another job, and the run resumes there from its checkpoint, bit-identical."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue.local import LocalCluster as JobQueueLocalCluster
+
+    monkeypatch.setattr(dask_jobqueue, "JobQueueLocalCluster", JobQueueLocalCluster, raising=False)
+    monkeypatch.setitem(S.JOBQUEUE_CLASSES, "local", "JobQueueLocalCluster")
+    # dask-jobqueue's local jobs run the script's words as one command: no prologue lines
+    monkeypatch.setattr(S, "WORKER_ENV", {})
+    spec = {"cores": 1, "memory": "2GB", "walltime": "00:15:00", "lifetime": "8s", "jobs": 1}
+    runs = tmp_path / "runs"
+
+    def stuck(*_):  # without a new job the sweep would wait for ever
+        pytest.fail("the sweep did not finish in 180 s: no job replaced the one that ended")
+
+    old_handler = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(180)
+    try:
+        summary = S.run_sweep(
+            [cfgs["tiny_dfc"]], "0", runs, cluster="local", cluster_config=spec, progress=False,
+            train_fn=attempt_train, retries=0, poll_s=0.5,
+        )  # fmt: skip
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old_handler)
+    (t,) = summary["tasks"]
+    assert t["status"] == "done", t
+    d = runs / "tiny_dfc" / "0"
+    pids = [int(x) for x in (d / "attempts.txt").read_text().split()]
+    assert len(pids) >= 2 and pids[0] != pids[-1] == t["pid"]  # finished in a later job
+    assert t["resumed_from_epoch"] is not None
+    assert_same_run(d, serial["tiny_dfc", 0])
+
+
 def test_killed_driver_restarts_and_resumes(client, cfgs, serial, tmp_path):
     runs = tmp_path / "runs"
     code = (
