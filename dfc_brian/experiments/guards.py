@@ -105,6 +105,15 @@ def _pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def parse_lock(text: str) -> tuple[int | None, str]:
+    """(pid, host) written in a lock file by :class:`RunLock`; pid None if unreadable, host "" if absent."""
+    parts = text.split()
+    try:
+        return int(parts[0]), parts[1] if len(parts) > 1 else ""
+    except (ValueError, IndexError):
+        return None, ""
+
+
 class RunLock:
     """Exclusive lock on a run directory: ``<out>/.lock`` created with ``O_EXCL``, holding the pid.
 
@@ -126,12 +135,8 @@ class RunLock:
 
     def _owner(self) -> tuple[int | None, str]:
         try:
-            text = self.path.read_text().split()
+            return parse_lock(self.path.read_text())
         except OSError:
-            return None, ""
-        try:
-            return int(text[0]), text[1] if len(text) > 1 else ""
-        except (ValueError, IndexError):
             return None, ""
 
     def acquire(self) -> RunLock:
@@ -236,10 +241,8 @@ def wait_for_lock(out: str | os.PathLike, timeout_s: float, poll_s: float = 5.0)
     while True:
         if seen is None:
             return
-        parts = seen[0].split()
-        try:
-            pid, host = int(parts[0]), parts[1] if len(parts) > 1 else ""
-        except (ValueError, IndexError):
+        pid, host = parse_lock(seen[0])
+        if pid is None:
             return  # unreadable: RunLock treats it as stale
         now = time.monotonic()
         if host == socket.gethostname():

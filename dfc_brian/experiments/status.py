@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from dfc_brian.config import MODELS_DIR, load_config
-from dfc_brian.experiments.guards import LOCK_FILE, LOCK_HEARTBEAT_S, LOCK_STALE_S, _pid_alive
+from dfc_brian.experiments.guards import LOCK_FILE, LOCK_HEARTBEAT_S, LOCK_STALE_S, _pid_alive, parse_lock
 from dfc_brian.experiments.results import CHECKPOINT, RESULTS_JSON, array_json
 from dfc_brian.experiments.train import pretrain_epochs, summarize
 from dfc_brian.model.params import ConfigError
@@ -114,12 +114,9 @@ def _lock(run_dir: Path, now: float) -> tuple[str | None, bool | None, float | N
         age = max(now - (run_dir / LOCK_FILE).stat().st_mtime, 0.0)
     except OSError:
         return None, False, None
-    parts = text.split()
-    try:
-        pid = int(parts[0])
-    except (ValueError, IndexError):
+    pid, host = parse_lock(text)
+    if pid is None:
         return text or None, False, age
-    host = parts[1] if len(parts) > 1 else ""
     if host and host != socket.gethostname():
         return text, None, age
     return text, _pid_alive(pid), age
