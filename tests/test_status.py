@@ -166,3 +166,9 @@ def test_a_damaged_checkpoint_is_listed_with_the_reason_not_dropped(tmp_path):
     (r,) = S.scan(tmp_path / "runs")
     assert r.state == "unreadable" and r.problem.startswith("cannot read checkpoint.npz (")
     assert r.problem in S.status_markdown([r])
+    assert r.lock_age_s is None  # no lock, no heartbeat
+    (d / LOCK_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    old = (d / LOCK_FILE).stat().st_mtime - 600
+    os.utime(d / LOCK_FILE, (old, old))
+    (r,) = S.scan(tmp_path / "runs")
+    assert r.state == "unreadable" and 590 < r.lock_age_s < 700  # a bare row keeps its lock's heartbeat

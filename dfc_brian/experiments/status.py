@@ -122,10 +122,12 @@ def _lock(run_dir: Path, now: float) -> tuple[str | None, bool | None, float | N
     return text, _pid_alive(pid), age
 
 
-def _bare(d: Path, state: str, lock: str | None, problem: str | None = None) -> RunStatus:
+def _bare(
+    d: Path, state: str, lock: str | None, lock_age: float | None, problem: str | None = None
+) -> RunStatus:
     """A run directory with nothing readable in it (``starting`` or ``unreadable``)."""
     return RunStatus(str(d), None, None, state, lock, 0, 0, 0, None, 0.0, None, None, None, None, None, None,
-                     problem=problem)  # fmt: skip
+                     problem=problem, lock_age_s=lock_age if lock else None)  # fmt: skip
 
 
 def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | None:
@@ -137,9 +139,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
     if not ck.is_file() and not res.is_file():
         if alive is False:
             return None
-        bare = _bare(d, "starting", lock_text)
-        bare.lock_age_s = lock_age
-        return bare
+        return _bare(d, "starting", lock_text, lock_age)
     st: dict[str, Any] = {}
     cfg: dict[str, Any] = {}
     seed = None
@@ -181,7 +181,7 @@ def run_status(run_dir: str | Path, now: float | None = None) -> RunStatus | Non
                 mtime = r_mtime
     problem = "; ".join(problems) or None
     if not st:  # nothing readable: say so (a run must not vanish from the list)
-        return _bare(d, "unreadable", lock_text, problem)
+        return _bare(d, "unreadable", lock_text, lock_age, problem)
     tr = cfg.get("training") or {}
     epochs = st.get("epochs") or tr.get("epochs") or _configured_epochs(cfg)
     try:  # the stored config is the validated one
