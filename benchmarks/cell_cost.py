@@ -15,8 +15,9 @@ does (:func:`dfc_brian.engines.methods.make_method`, seed 0), loads the cell's d
 From these it projects the paper protocol (``experiments/train.py``): per epoch
 ``nb · t_train`` plus, in the authors' epoch order, ``(1 + extra_sleep) · nb · t_sleep``, plus
 the evaluation; the run is ``epochs_fb · nb · t_pretrain + epochs · epoch``. The projection is
-checked against the measured wall time of every finished run found under ``--runs`` (the
-column ``measured/epoch``), so its error on this machine is a number, not a claim.
+checked against the measured wall time per training epoch of every run of the cell found under
+``--runs``, finished or still running (the column ``measured epoch``; ``--markdown`` refreshes it
+without timing anything), so its error on this machine is a number, not a claim.
 
 These are absolute times: they depend on the machine and its load, which the output records
 (CPU model, cores, load average before and after). They are meant for sizing a sweep (how
@@ -73,20 +74,31 @@ def _timed(fn, k: int) -> float:  # noqa: ANN001
     return float(np.median(ts))
 
 
-def _measured_epoch(runs: Path, name: str) -> float | None:
-    """Mean wall seconds per training epoch of finished runs of this cell (any seed)."""
+def _measured_epoch(runs: list[Path], name: str) -> float | None:
+    """Mean over this cell's runs (any seed; finished or not, under any of ``runs``) of each run's
+    wall seconds per forward-training epoch: its pace as ``dfc-brian status`` reports it (the median
+    of its last recorded epoch times, ``epoch_wall_s['training']``: a trained-Q epoch with its sleep
+    epochs, evaluation included), else, for runs that recorded none and ran no sleep-only epochs,
+    wall time / epochs."""
+    from dfc_brian.experiments.status import scan
+
     per_epoch = []
-    for res in sorted(runs.glob(f"{name}/*/results.json")):
-        d = json.loads(res.read_text())
-        wall = d.get("wall_time_s")
-        summ = d.get("summary", {})
-        ep = summ.get("epochs_done")
-        if wall and ep and not summ.get("fb_epochs_done"):
-            per_epoch.append(float(wall) / float(ep))
+    for root in runs:
+        if not (root / name).is_dir():
+            continue
+        for s in scan(root / name):
+            if not s.done:
+                continue
+            if s.pace_kind == "median":
+                per_epoch.append(float(s.pace_s))
+            elif not s.fb_done:
+                per_epoch.append(s.wall_s / s.done)
     return float(np.mean(per_epoch)) if per_epoch else None
 
 
-def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path, memory: bool = False) -> dict:
+def cell_cost(
+    path: Path, k: int, data_root: str, cache: dict, runs: list[Path], memory: bool = False
+) -> dict:
     cfg = load_config(str(path))
     tr = validate_training(cfg["training"])
     key = json.dumps(cfg["data"], sort_keys=True)
@@ -130,14 +142,16 @@ def cell_cost(path: Path, k: int, data_root: str, cache: dict, runs: Path, memor
     return out
 
 
-def _finished_cells(runs: Path) -> set[str]:
+def _finished_cells(runs: list[Path]) -> set[str]:
     """Cells with at least one finished run (``<runs>/<cell>/<seed>/results.json``)."""
-    return {p.parent.parent.name for p in runs.glob("*/*/results.json")}
+    return {p.parent.parent.name for root in runs for p in root.glob("*/*/results.json")}
 
 
 def markdown(result: dict, done: set[str] | None = None) -> str:
     """The cost table: one row per cell with its sweep command (``done``: cells with a finished run)."""
     m = result["machine"]
+    ref = result.get("measured_refreshed")
+    refreshed = f"; refreshed {ref['date'][:10]} from {', '.join(ref['runs'])}" if ref else ""
     lines = [
         "# Cost of each Table-1 cell on the development machine",
         "",
@@ -146,8 +160,9 @@ def markdown(result: dict, done: set[str] | None = None) -> str:
         f"{m['loadavg_after'][0]:.0f} after (a shared machine: times grow several-fold with the load). "
         "Per cell: the "
         f"median of {result['k']} timed minibatches of each step, projected to the paper protocol "
-        "(`benchmarks/cell_cost.py` docstring); `measured` is the wall time per epoch of finished runs "
-        "(evaluation included, under the load of their own run), the check on the projection; `peak` is the "
+        "(`benchmarks/cell_cost.py` docstring); `measured` is the wall time per training epoch of the cell's "
+        "runs (finished or running; sleep epochs and evaluation included, under the load of their own run"
+        f"{refreshed}), the check on the projection; `peak` is the "
         "memory allocated during one train + sleep step (tracemalloc). Core-hours scale to a cluster: "
         "one task per core, one BLAS thread each.",
         "",
@@ -173,15 +188,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--k", type=int, default=2, help="timed minibatches per step (median)")
     ap.add_argument("--cells", default="*", help="glob over models/table1 names")
-    ap.add_argument("--runs", default="runs/table1", help="finished runs, to check the projection")
+    ap.add_argument(
+        "--runs",
+        nargs="+",
+        type=Path,
+        default=[Path("runs/table1")],
+        help="folders of runs (finished or running) whose epoch times check the projection",
+    )
     ap.add_argument("--data-root", default=os.environ.get("DFC_DATA", "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/cell_cost.json"))
     ap.add_argument("--memory", action="store_true", help="also the peak memory of one train + sleep step")
-    ap.add_argument("--markdown", action="store_true", help="only rewrite the .md table from --out")
+    ap.add_argument(
+        "--markdown",
+        action="store_true",
+        help="time nothing: rewrite the .md table from --out, its measured column refreshed from --runs",
+    )
     a = ap.parse_args(argv)
     if a.markdown:
         result = json.loads(Path(a.out).read_text())
-        Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(Path(a.runs))))
+        for row in result["cells"]:  # a cell with no run under --runs keeps its stored measurement
+            row["measured_epoch_s"] = _measured_epoch(a.runs, row["cell"]) or row.get("measured_epoch_s")
+        result["measured_refreshed"] = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "runs": [str(r) for r in a.runs],
+        }
+        Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+        Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(a.runs)))
         print(f"wrote {Path(a.out).with_suffix('.md')}")
         return 0
     paths = sorted(p for p in (ROOT / "models/table1").glob("*.yaml") if fnmatch.fnmatch(p.stem, a.cells))
@@ -200,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows, cache = [], {}
     for p in paths:
-        row = cell_cost(p, a.k, a.data_root, cache, Path(a.runs), a.memory)
+        row = cell_cost(p, a.k, a.data_root, cache, a.runs, a.memory)
         rows.append(row)
         meas = row["measured_epoch_s"]
         print(
@@ -214,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine, "k": a.k, "cells": rows}
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
-    Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(Path(a.runs))))
+    Path(a.out).with_suffix(".md").write_text(markdown(result, _finished_cells(a.runs)))
     print(f"wrote {a.out} and its .md table")
     return 0
 
