@@ -78,7 +78,8 @@ fig
 res_dir = ROOT / 'benchmarks' / 'results'
 fig = Figure(figsize=(14.0, 3.8), constrained_layout=True)
 axes = fig.subplots(1, 3, sharey=True)
-cells = [('BP', 'mnist_trainloss_bp'), ('DFA', 'mnist_trainloss_dfa'), ('DFC-SSA-fixed', 'mnist_trainloss_dfc_ssa_fixed')]
+cells = [('BP', 'mnist_trainloss_bp'), ('DFA', 'mnist_trainloss_dfa'),
+         ('DFC-SSA-fixed', 'mnist_trainloss_dfc_ssa_fixed')]
 for ax, (row, cell) in zip(axes, cells):
     for p in sorted((res_dir / 'table1' / cell).glob('*/results.json')):
         seed = p.parent.name
