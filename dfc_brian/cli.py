@@ -10,6 +10,7 @@ Examples
     dfc-brian train models/table1/mnist_dfc.yaml --seed 0 --resume   # continue a killed run
     dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs                 # every cell, all cores
     dfc-brian table runs --out runs/table1.md             # also runs/table1.{json,csv,png}
+    dfc-brian table runs benchmarks/results/table1        # yours, then the committed runs
     dfc-brian demo --out figures/demo --target numpy --quick
     dfc-brian configs                                                # the named configs
 
@@ -98,10 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_table(args: argparse.Namespace) -> int:
     from dfc_brian.experiments.table1 import write_table
 
-    runs_dir = Path(args.runs_dir)
-    if not runs_dir.is_dir():
-        raise ConfigError(f"runs directory {str(runs_dir)!r} does not exist")
-    paths = write_table(runs_dir, args.out, figure=not args.no_figure)
+    paths = write_table(args.runs_dir or ["runs"], args.out, figure=not args.no_figure)
     print(paths["md"].read_text())
     print("written " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -209,9 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     tb = sub.add_parser("table", help="assemble finished runs into the paper's Table 1")
-    tb.add_argument("runs_dir", nargs="?", default="runs", help="folder searched for results.json")
     tb.add_argument(
-        "--out", default=None, help="markdown file (default RUNS_DIR/table1.md; .json, .csv, .png beside)"
+        "runs_dir",
+        nargs="*",
+        help="folders searched for results.json (default: runs); a (row, column, seed) in two: the first's",
+    )
+    tb.add_argument(
+        "--out",
+        default=None,
+        help="markdown file (default table1.md in the first folder; .json, .csv, .png beside)",
     )
     tb.add_argument("--no-figure", action="store_true", help="do not draw the .png figure")
     tb.set_defaults(func=_cmd_table)

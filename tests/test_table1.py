@@ -12,6 +12,7 @@ import pytest
 from dfc_brian import cli
 from dfc_brian.experiments import table1 as T1
 from dfc_brian.experiments.results import RESULTS_JSON
+from dfc_brian.model.params import ConfigError
 
 
 def write_run(runs: Path, folder: str, seed: int, row: str, column: str, value: float, **kw) -> None:
@@ -256,3 +257,48 @@ def test_runs_not_finished_are_listed_under_the_table(runs, tmp_path):
         "Runs not in the table"
         not in T1.write_table(runs, tmp_path / "o2" / "t.md", figure=False)["md"].read_text()
     )
+
+
+def test_several_runs_folders_first_wins_and_the_rest_fill_in(runs, tmp_path, capsys):
+    """Your runs first, then the committed ones: a (row, column, seed) in both is read from the
+    first folder (with a warning naming both files); cells and seeds only in the second are added."""
+    mine = tmp_path / "mine"
+    write_run(mine, "mnist_dfc", 1, "DFC", "mnist", 2.6, wall_time_s=60.0)  # seed 1 rerun: replaces 2.2
+    write_run(mine, "mnist_dfc", 7, "DFC", "mnist", 2.9)  # a seed the other folder lacks
+    write_run(mine, "fashion_mnist_bp", 0, "BP", "fashion_mnist", 10.5)  # a cell the other folder lacks
+    write_run(mine, "unfinished_ssa", 0, "DFC-SSA", "mnist", 9.0, epochs_done=3)
+    values, walls = T1.collect([mine, runs])
+    err = capsys.readouterr().err
+    assert values["DFC"]["mnist"] == {0: 2.0, 1: 2.6, 2: 2.3, 7: 2.9}
+    assert walls["DFC"]["mnist"] == {0: 3600.0, 1: 60.0, 2: 5400.0, 7: None}
+    assert values["BP"]["fashion_mnist"] == {0: 10.5} and values["BP"]["mnist_autoencoder"] == {
+        0: 0.10,
+        1: 0.12,
+    }
+    skipped = runs / "mnist_dfc" / "1" / RESULTS_JSON
+    assert (
+        f"skipping {skipped}: DFC / mnist seed 1 already read from {mine / 'mnist_dfc' / '1' / RESULTS_JSON}"
+        in err
+    )
+    # the other order: the committed value wins
+    assert T1.collect_runs([runs, mine], verbose=False)["DFC"]["mnist"][1] == 2.2
+    # both folders' unfinished runs are listed, the first folder's first
+    assert [u["run_dir"] for u in T1.unfinished_runs([mine, runs])][:2] == [
+        str(mine / "unfinished_ssa" / "0"),
+        str(runs / "junk" / "0"),
+    ]
+    # the CLI: several folders, the table written into the first by default
+    assert cli.main(["table", str(mine), str(runs), "--no-figure"]) == 0
+    md = (mine / "table1.md").read_text()
+    mean = np.mean([2.0, 2.6, 2.3, 2.9])
+    assert f"| {mean:.2f} ± {np.std([2.0, 2.6, 2.3, 2.9]):.2f} % (n=4) |" in md
+    assert "unfinished_ssa" in md.split("**Runs not in the table**")[1]
+
+
+def test_table_names_a_missing_runs_folder(runs, tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert cli.main(["table", str(runs), str(missing)]) == 2
+    assert f"runs folder {str(missing)!r} does not exist" in capsys.readouterr().err
+    assert not (runs / "table1.md").exists()  # nothing written
+    with pytest.raises(ConfigError, match="no runs folder"):
+        T1.collect([])

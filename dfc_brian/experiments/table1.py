@@ -1,7 +1,8 @@
 """Table 1 of Meulemans et al. (NeurIPS 2021): the published numbers and the tabulation of our runs.
 
-:func:`collect_runs` reads every ``results.json`` under a runs folder (written by
-``dfc-brian train`` or ``dfc-brian sweep``), :func:`aggregate` computes mean ± std over seeds with
+:func:`collect_runs` reads every ``results.json`` under one or several runs folders (written by
+``dfc-brian train`` or ``dfc-brian sweep``; a (row, column, seed) found in two folders is read from
+the first given), :func:`aggregate` computes mean ± std over seeds with
 n and the difference to the published mean in units of the published std, and
 :func:`table_markdown`, :func:`table_csv` and :func:`plot_table` render it.
 
@@ -16,7 +17,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -129,6 +130,24 @@ def row_label(row: str, column: str, epochs: int | None, max_batches: int | None
     return f"{row} [{', '.join(marks)}]" if marks else row
 
 
+#: one runs folder, or several read in order (the first holding a (row, column, seed) wins)
+RunsDirs = str | Path | Sequence[str | Path]
+
+
+def runs_folders(runs_dirs: RunsDirs) -> list[Path]:
+    """The folders of ``runs_dirs`` (one path or a sequence of paths), in order; ConfigError
+    naming the first that is not a folder, or when none is given."""
+    from dfc_brian.model.params import ConfigError
+
+    dirs = [Path(runs_dirs)] if isinstance(runs_dirs, (str, Path)) else [Path(d) for d in runs_dirs]
+    if not dirs:
+        raise ConfigError("no runs folder given")
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"runs folder {str(d)!r} does not exist")
+    return dirs
+
+
 class _Run(NamedTuple):
     """One finished run as tabulated: its cell, seed, reported value and wall time (s, or None)."""
 
@@ -139,22 +158,24 @@ class _Run(NamedTuple):
     wall_time_s: float | None
 
 
-def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[_Run]:
-    """One :class:`_Run` for every comparable run under runs_dir.
+def _scan_runs(runs_dir: RunsDirs, verbose: bool = True) -> list[_Run]:
+    """One :class:`_Run` for every comparable run under runs_dir (a folder or several, in order).
 
-    Reads every ``results.json`` under runs_dir. Row and column come from the config's ``table1``
+    Reads every ``results.json`` under each folder in turn. Row and column come from the config's ``table1``
     section (``row``, ``column``). The value is :func:`~dfc_brian.experiments.train.summarize` of
     the stored history (so a run written before a change of the reporting convention is read with
     the current one), else the stored ``summary['reported']``; the wall time is the run's
     ``wall_time_s``. Runs without a reported value, or that did not finish their configured epochs,
-    are skipped; a second run of the same (row label, column, seed), in path order, is skipped with
-    a warning. The row label is marked (see :func:`row_label`) for runs not comparable to the paper's.
+    are skipped; a second run of the same (row label, column, seed), in folder order and then path
+    order, is skipped with a warning. The row label is marked (see :func:`row_label`) for runs not
+    comparable to the paper's.
     """
     from dfc_brian.experiments.results import RESULTS_JSON
 
     records: list[_Run] = []
     seen: dict[tuple[str, str, int], Path] = {}
-    for p in sorted(Path(runs_dir).rglob(RESULTS_JSON)):
+    paths = [p for d in runs_folders(runs_dir) for p in sorted(d.rglob(RESULTS_JSON))]
+    for p in paths:
         try:
             res = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -192,7 +213,7 @@ def _scan_runs(runs_dir: str | Path, verbose: bool = True) -> list[_Run]:
 
 
 def collect(
-    runs_dir: str | Path, verbose: bool = True
+    runs_dir: RunsDirs, verbose: bool = True
 ) -> tuple[dict[str, dict[str, dict[int, float]]], dict[str, dict[str, dict[int, float | None]]]]:
     """``({row label: {column: {seed: reported value}}}, {… : wall time in s or None})`` of the runs
     under runs_dir, read once; which runs, and how their value and row label are found:
@@ -205,7 +226,7 @@ def collect(
     return values, walls
 
 
-def collect_runs(runs_dir: str | Path, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
+def collect_runs(runs_dir: RunsDirs, verbose: bool = True) -> dict[str, dict[str, dict[int, float]]]:
     """``{row label: {column: {seed: reported value}}}`` from every ``results.json`` under runs_dir
     (the values of :func:`collect`)."""
     return collect(runs_dir, verbose)[0]
@@ -318,14 +339,15 @@ def table_markdown(data: Mapping[str, Any]) -> str:
     )
 
 
-def unfinished_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
-    """The run directories under runs_dir that are not in the table because they have not finished
-    their configured epochs (:func:`dfc_brian.experiments.status.scan`), as dicts."""
+def unfinished_runs(runs_dir: RunsDirs) -> list[dict[str, Any]]:
+    """The run directories under runs_dir (a folder or several) that are not in the table because
+    they have not finished their configured epochs (:func:`dfc_brian.experiments.status.scan`), as
+    dicts."""
     from dataclasses import asdict
 
     from dfc_brian.experiments.status import scan
 
-    return [asdict(r) for r in scan(runs_dir) if r.state != "finished"]
+    return [asdict(r) for d in runs_folders(runs_dir) for r in scan(d) if r.state != "finished"]
 
 
 def unfinished_markdown(data: Mapping[str, Any]) -> str:
@@ -465,16 +487,18 @@ def plot_table(data: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def write_table(runs_dir: str | Path, out: str | Path | None = None, figure: bool = True) -> dict[str, Path]:
-    """Aggregate the runs under runs_dir and write ``.md``, ``.json``, ``.csv`` and ``.png`` beside ``out``.
+def write_table(runs_dir: RunsDirs, out: str | Path | None = None, figure: bool = True) -> dict[str, Path]:
+    """Aggregate the runs under runs_dir (a folder, or several read in order: :func:`collect`) and
+    write ``.md``, ``.json``, ``.csv`` and ``.png`` beside ``out``.
 
-    ``out`` is the markdown path (default ``runs_dir/table1.md``). Returns the written paths by suffix.
+    ``out`` is the markdown path (default ``table1.md`` in the first folder). Returns the written
+    paths by suffix.
     """
     from dfc_brian.experiments.results import atomic_write_text
 
     data = aggregate(*collect(runs_dir))
     data["unfinished"] = unfinished_runs(runs_dir)
-    md = Path(out) if out else Path(runs_dir) / "table1.md"
+    md = Path(out) if out else runs_folders(runs_dir)[0] / "table1.md"
     md.parent.mkdir(parents=True, exist_ok=True)
     paths = {"md": md, "json": md.with_suffix(".json"), "csv": md.with_suffix(".csv")}
     atomic_write_text(paths["md"], table_markdown(data))

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Table 1: computer-vision results
 #
-# Assembles finished training runs (`results.json`, written by `dfc-brian sweep` or `dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside the published numbers, the difference in units of the published std, and each cell's wall time per run. It reads your own runs under `runs/` when there are any, else the paper-length runs committed with the project (`benchmarks/results/table1/`, the same as `figures/table1.md`). Runs shorter than the paper's get rows of their own; runs not finished yet are listed under the table. (Nothing is trained here: a paper-scale run takes hours.)
+# Assembles finished training runs (`results.json`, written by `dfc-brian sweep` or `dfc-brian train`) with `dfc_brian.experiments.table1`: mean ± std over seeds with n, beside the published numbers, the difference in units of the published std, and each cell's wall time per run. It reads your own runs under `runs/` first, then the paper-length runs committed with the project (`benchmarks/results/table1/`, the ones in `figures/table1.md`): a cell and seed you ran is yours, the committed runs fill in the rest (`dfc-brian table runs benchmarks/results/table1` does the same; `dfc-brian table runs` yours alone). Runs shorter than the paper's get rows of their own; runs not finished yet are listed under the table. (Nothing is trained here: a paper-scale run takes hours.)
 
 # %%
 from dfc_brian.plotting import notebook_setup
@@ -13,17 +13,17 @@ from IPython.display import Markdown, display
 
 from dfc_brian.experiments import table1 as T1
 
-runs_dir = ROOT / 'runs'
-values, walls = T1.collect(runs_dir) if runs_dir.is_dir() else ({}, {})
-if not values:
-    runs_dir = ROOT / 'benchmarks' / 'results' / 'table1'  # the runs committed with the project
-    values, walls = T1.collect(runs_dir)
-print(f'runs read from {runs_dir}')
+committed = ROOT / 'benchmarks' / 'results' / 'table1'  # the runs committed with the project
+runs_dirs = [d for d in (ROOT / 'runs', committed) if d.is_dir()]  # yours first: they win a (cell, seed)
+for d in runs_dirs:
+    n = sum(len(seeds) for cols in T1.collect_runs(d, verbose=False).values() for seeds in cols.values())
+    print(f'{n} finished runs under {d}')
+values, walls = T1.collect(runs_dirs) if runs_dirs else ({}, {})
 data = T1.aggregate(values, walls)
-data['unfinished'] = T1.unfinished_runs(runs_dir)  # listed under the table (`dfc-brian status` for more)
+data['unfinished'] = T1.unfinished_runs(runs_dirs) if runs_dirs else []  # listed under the table
 md = T1.table_markdown(data)
 if not any(e['values'] for row in data['rows'].values() for e in row.values()):
-    print(f'No finished runs under {runs_dir}: the table shows the published numbers only.\n'
+    print('No finished runs under runs/ or benchmarks/results/table1/: the table shows the published numbers only.\n'
           'To produce ours (every cell, seeds 0-4, all cores, resumable):\n'
           "  dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs\n"
           'then re-run this notebook (or: dfc-brian table runs).')
