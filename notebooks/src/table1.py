@@ -23,7 +23,8 @@ data = T1.aggregate(values, walls)
 data['unfinished'] = T1.unfinished_runs(runs_dirs) if runs_dirs else []  # listed under the table
 md = T1.table_markdown(data)
 if not any(e['values'] for row in data['rows'].values() for e in row.values()):
-    print('No finished runs under runs/ or benchmarks/results/table1/: the table shows the published numbers only.\n'
+    print('No finished runs under runs/ or benchmarks/results/table1/: '
+          'the table shows the published numbers only.\n'
           'To produce ours (every cell, seeds 0-4, all cores, resumable):\n'
           "  dfc-brian sweep 'table1/*' --seeds 0-4 --runs runs\n"
           'then re-run this notebook (or: dfc-brian table runs).')
